@@ -1,0 +1,54 @@
+"""cortexsim: hierarchical generative models of sensory cortex.
+
+A model is a stack of cortical areas (``HierarchySpec`` describes it,
+``build`` puts it on a backend); a rule infers activities and proposes weight
+updates; a ``Scheduler`` runs the phase loop.
+"""
+
+from .backend import Backend, available_backends, get_backend
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    CortexsimError,
+    DataError,
+    DivergenceError,
+    FormatError,
+)
+from .hierarchy import Hierarchy, build
+from .inference import Relaxation, State, feedforward
+from .optim import SGD, Adam, Momentum, make_optimizer
+from .priors import Prior
+from .rules import Backprop, PredictiveCoding, make_rule
+from .scheduler import Scheduler
+from .spec import AreaSpec, HierarchySpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "AreaSpec",
+    "HierarchySpec",
+    "Prior",
+    "Hierarchy",
+    "build",
+    "Backend",
+    "get_backend",
+    "available_backends",
+    "Relaxation",
+    "State",
+    "feedforward",
+    "Backprop",
+    "PredictiveCoding",
+    "make_rule",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "make_optimizer",
+    "Scheduler",
+    "CortexsimError",
+    "ConfigurationError",
+    "BackendError",
+    "DataError",
+    "FormatError",
+    "DivergenceError",
+]

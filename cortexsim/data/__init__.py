@@ -1,0 +1,175 @@
+"""Datasets as flat float32 arrays: scikit-learn digits, MNIST and Fashion-MNIST."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from cortexsim.errors import ConfigurationError, DataError, did_you_mean
+
+__all__ = ["DATASET_NAMES", "Dataset", "load", "one_hot"]
+
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled image dataset with a fixed train/test split.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name, one of :data:`DATASET_NAMES`.
+    x_train : numpy.ndarray, shape (N, D), float32 in [0, 1]
+        Flattened training images, ``D == prod(image_shape)``.
+    y_train : numpy.ndarray, shape (N,), int64
+        Training labels in ``0 .. n_classes - 1``.
+    x_test : numpy.ndarray, shape (M, D), float32 in [0, 1]
+        Flattened test images.
+    y_test : numpy.ndarray, shape (M,), int64
+        Test labels.
+    n_classes : int
+        Number of classes.
+    image_shape : tuple of int
+        Shape of one image before flattening, e.g. (28, 28).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    image_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        d = int(np.prod(self.image_shape))
+        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if x.ndim != 2 or x.shape[1] != d or y.shape != (x.shape[0],):
+                raise DataError(
+                    f"dataset {self.name!r}: {split} images {x.shape} and labels {y.shape} "
+                    f"do not fit image_shape {self.image_shape} (expected (N, {d}) and (N,))"
+                )
+
+    @property
+    def n_features(self) -> int:
+        """Number of pixels per flattened image, D."""
+        return int(self.x_train.shape[1])
+
+    def validation_split(
+        self, fraction: float = 0.1, seed: int = 0
+    ) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+        """Hold out a seed-fixed random subset of the training set for validation.
+
+        Parameters
+        ----------
+        fraction : float, default 0.1
+            Share of the training images to hold out, in (0, 1).
+        seed : int, default 0
+            Seed of the permutation; the same seed gives the same split.
+
+        Returns
+        -------
+        train : Dataset
+            This dataset with ``x_train``, ``y_train`` reduced to the
+            remaining (N - K, D) and (N - K,) rows; the test set is unchanged.
+        (x_val, y_val) : tuple of numpy.ndarray, shapes (K, D) and (K,)
+            The held-out rows, ``K = round(fraction * N)``, disjoint from train.
+        """
+        n = self.x_train.shape[0]
+        k = int(round(float(fraction) * n))
+        if not 0.0 < float(fraction) < 1.0 or not 0 < k < n:
+            raise ConfigurationError(
+                f"validation_split: fraction={fraction!r} must lie strictly between 0 and 1 "
+                f"and leave at least one image on each side (dataset {self.name!r} has {n})"
+            )
+        perm = np.random.default_rng(seed).permutation(n)
+        # Sorting keeps the original order within each part, so two splits with
+        # the same seed are equal element for element, not just as sets.
+        val_idx, train_idx = np.sort(perm[:k]), np.sort(perm[k:])
+        train = dataclasses.replace(
+            self, x_train=self.x_train[train_idx], y_train=self.y_train[train_idx]
+        )
+        return train, (self.x_train[val_idx], self.y_train[val_idx])
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
+    """Encode integer labels as one-hot rows.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Class indices in ``0 .. n_classes - 1``.
+    n_classes : int
+        Number of classes, C.
+    dtype : numpy dtype, default numpy.float32
+        Dtype of the result.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, C)
+        Row ``i`` is 1 at column ``labels[i]`` and 0 elsewhere.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigurationError(
+            f"one_hot: labels must be a 1-D integer array, got shape {labels.shape} "
+            f"dtype {labels.dtype}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ConfigurationError(
+            f"one_hot: labels span {labels.min()}..{labels.max()}, outside 0..{n_classes - 1}"
+        )
+    out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+def load(name: str, *, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a dataset by name as flat float32 images in [0, 1].
+
+    Parameters
+    ----------
+    name : {"digits", "mnist", "fashion-mnist"}
+        Which dataset.
+    data_dir : str or os.PathLike, optional
+        Folder holding the ``mnist/`` and ``fashion-mnist/`` subfolders;
+        defaults to ``$CORTEXSIM_DATA`` or the user cache folder. Unused
+        by "digits", which ships with scikit-learn.
+
+    Returns
+    -------
+    Dataset
+        digits: (1437, 64) train / (360, 64) test, image_shape (8, 8);
+        MNIST and Fashion-MNIST: (60000, 784) / (10000, 784), image_shape (28, 28).
+    """
+    if name not in DATASET_NAMES:
+        raise ConfigurationError(
+            f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}"
+            f"{did_you_mean(name, DATASET_NAMES)}"
+        )
+    if name == "digits":
+        from cortexsim.data.digits import load_digits_arrays
+
+        x_train, y_train, x_test, y_test = load_digits_arrays()
+        return Dataset(name, x_train, y_train, x_test, y_test, 10, (8, 8))
+
+    from cortexsim.data.mnist import load_idx_dataset
+
+    raw = load_idx_dataset(name, data_dir)
+    shape = tuple(int(s) for s in raw[0].shape[1:])
+
+    def images(x: np.ndarray) -> np.ndarray:
+        return (x.reshape(x.shape[0], -1).astype(np.float32) / np.float32(255.0))
+
+    return Dataset(
+        name,
+        images(raw[0]),
+        raw[1].astype(np.int64),
+        images(raw[2]),
+        raw[3].astype(np.int64),
+        10,
+        shape,
+    )

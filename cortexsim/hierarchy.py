@@ -1,0 +1,188 @@
+"""Hierarchy: the ordered areas of a model on one backend, built from a description.
+
+Initial weights are drawn on the host from a seeded ``numpy.random.Generator``
+(one independent stream per area) and then copied to the backend, so NumPy,
+CuPy and the strict stand-in start from identical parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .area import Area
+from .backend import Backend, get_backend
+from .errors import ConfigurationError, did_you_mean
+from .spec import HierarchySpec
+
+__all__ = ["Hierarchy", "build", "ParameterKey"]
+
+ParameterKey = tuple[str, str]  # (area name, parameter name), e.g. ("area1", "W_ff")
+
+
+def _draw(rng: np.random.Generator, spec: HierarchySpec, fan_in: int, fan_out: int) -> np.ndarray:
+    if spec.weight_init == "normal":
+        return rng.normal(0.0, spec.init_scale, size=(fan_in, fan_out))
+    if spec.weight_init == "glorot_normal":
+        std = spec.init_scale * math.sqrt(2.0 / (fan_in + fan_out))
+        return rng.normal(0.0, std, size=(fan_in, fan_out))
+    limit = spec.init_scale * math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+def initial_parameters(spec: HierarchySpec, seed: int) -> list[dict[str, np.ndarray]]:
+    """Host arrays of every area's starting parameters, in float64."""
+    streams = np.random.SeedSequence(seed).spawn(len(spec.areas))
+    parameters: list[dict[str, np.ndarray]] = [{}]
+    for index in range(1, len(spec.areas)):
+        below, size = spec.areas[index - 1].size, spec.areas[index].size
+        rng = np.random.default_rng(streams[index])
+        W_ff = _draw(rng, spec, below, size)
+        W_fb_random = _draw(rng, spec, size, below)
+        if spec.feedback_init == "transpose":
+            W_fb = W_ff.T.copy()
+        elif spec.feedback_init == "zeros":
+            W_fb = np.zeros((size, below))
+        else:
+            W_fb = W_fb_random
+        parameters.append(
+            {"W_ff": W_ff, "b_ff": np.zeros(size), "W_fb": W_fb, "b_fb": np.zeros(below)}
+        )
+    return parameters
+
+
+class Hierarchy:
+    """The built model: areas holding arrays on one backend.
+
+    Use ``cortexsim.build(spec, backend=..., dtype=..., seed=...)`` to make one.
+    Areas are indexed bottom first (``hierarchy[0]`` is the data) or by name.
+    """
+
+    def __init__(self, spec: HierarchySpec, backend: Backend, seed: int) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.seed = seed
+        host = initial_parameters(spec, seed)
+        self.areas = [
+            Area(
+                area_spec,
+                index,
+                backend,
+                {name: backend.asarray(value) for name, value in host[index].items()},
+            )
+            for index, area_spec in enumerate(spec.areas)
+        ]
+        self._buffers: dict[tuple[str, int, tuple[int, ...]], Any] = {}
+
+    # -- access ---------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.areas)
+
+    def __iter__(self) -> Iterator[Area]:
+        return iter(self.areas)
+
+    def __getitem__(self, key: int | str) -> Area:
+        if isinstance(key, str):
+            for area in self.areas:
+                if area.name == key:
+                    return area
+            names = [a.name for a in self.areas]
+            raise KeyError(
+                f"no area named {key!r}; areas: {', '.join(names)}{did_you_mean(key, names)}"
+            )
+        return self.areas[key]
+
+    @property
+    def top(self) -> Area:
+        """The highest area."""
+        return self.areas[-1]
+
+    def parameters(self) -> dict[ParameterKey, Any]:
+        """Every weight and bias array, keyed by (area name, parameter name)."""
+        return {
+            (area.name, name): value
+            for area in self.areas
+            for name, value in area.parameters().items()
+        }
+
+    def parameters_to_numpy(self) -> dict[ParameterKey, np.ndarray]:
+        """Host copies of every parameter."""
+        return {key: self.backend.to_numpy(value) for key, value in self.parameters().items()}
+
+    def load_parameters(self, values: Mapping[ParameterKey, Any]) -> None:
+        """Overwrite parameters from host or backend arrays, checking names and shapes.
+
+        Parameters
+        ----------
+        values : mapping of (area name, parameter name) to array
+            A subset of ``parameters()``; each array must have the shape the
+            area's wiring implies.
+        """
+        current = self.parameters()
+        for key, value in values.items():
+            if key not in current:
+                raise ConfigurationError(
+                    f"parameter {key!r}: no such parameter; this hierarchy has "
+                    f"{', '.join(map(str, current))}"
+                )
+            shape = tuple(np.shape(value) if not hasattr(value, "shape") else value.shape)
+            expected = tuple(current[key].shape)
+            if shape != expected:
+                area = self[key[0]]
+                raise ConfigurationError(
+                    f"parameter {key[1]} of area {key[0]!r}: shape {shape} does not match "
+                    f"the wiring {self.areas[area.index - 1].name!r} ({self.areas[area.index - 1].size} "
+                    f"units) -> {area.name!r} ({area.size} units), which needs {expected}"
+                )
+        for (area_name, name), value in values.items():
+            host = value if isinstance(value, np.ndarray) else self.backend.to_numpy(value)
+            setattr(self[area_name], name, self.backend.asarray(host))
+
+    # -- scratch memory for the inference and learning loops -------------
+    def buffer(self, name: str, index: int, shape: tuple[int, ...]) -> Any:
+        """A reusable scratch array, one per (name, area index, shape).
+
+        Inference and rules write their intermediate and returned arrays here
+        instead of allocating per batch; a result stays valid until the same
+        computation runs again on this hierarchy.
+        """
+        key = (name, index, shape)
+        array = self._buffers.get(key)
+        if array is None:
+            array = self._buffers[key] = self.backend.empty(shape)
+        return array
+
+    def __repr__(self) -> str:
+        sizes = "-".join(str(a.size) for a in self.areas)
+        return f"Hierarchy({sizes}, backend={self.backend.name!r}, dtype={self.backend.dtype_name!r}, seed={self.seed})"
+
+
+def build(
+    spec: HierarchySpec | Mapping[str, Any],
+    backend: str | Backend = "numpy",
+    dtype: str = "float32",
+    seed: int = 0,
+) -> Hierarchy:
+    """Build a hierarchy from its description on a backend.
+
+    Parameters
+    ----------
+    spec : HierarchySpec or mapping
+        The model description (a mapping is read with ``HierarchySpec.from_dict``).
+    backend : str or Backend
+        ``"numpy"`` (default), ``"cupy"`` or ``"array_api_strict"``.
+    dtype : str
+        ``"float32"`` (default) or ``"float64"``.
+    seed : int
+        Seed of the host generator that draws the initial weights.
+    """
+    if isinstance(spec, Mapping):
+        spec = HierarchySpec.from_dict(spec)
+    elif not isinstance(spec, HierarchySpec):
+        raise ConfigurationError(f"model: expected a HierarchySpec or a table, got {spec!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigurationError(f"seed: expected a whole number >= 0, got {seed!r}")
+    return Hierarchy(spec, get_backend(backend, dtype), int(seed))

@@ -1,0 +1,317 @@
+"""Iterative predictive-coding inference: Euler descent of the free energy.
+
+Discriminative mode (Whittington & Bogacz 2017): the input is clamped at area 0,
+the target at the top area L, and predictions flow up the recognition path,
+
+    pred_l = f_l(mu_{l-1} @ W_ff_l + b_ff_l),    eps_l = pi_l (mu_l - pred_l),
+    F = sum_{l<L} |eps_l|^2 / (2 pi_l) + pi_L * loss(pred_L, y),
+    dF/dmu_l = eps_l - g_{l+1} @ W_ff_{l+1}^T,   g_l = -dF/da_l = eps_l * f_l'(a_l)
+
+(with ``g_L = pi_L * -dloss/da_L`` at the top). With ``fixed_prediction`` the
+predictions and derivatives stay at their feedforward values, so only the
+errors relax (Millidge, Tschantz & Buckley 2020; Rosenbaum 2022): with step
+size 1 and at least L-1 steps the errors equal backprop's exactly.
+
+Generative mode (Rao & Ballard 1999): the data is clamped at area 0 and
+predictions flow down the generative path,
+
+    pred_{l-1} = phi_l(mu_l) @ W_fb_l + b_fb_l,  eps_{l-1} = pi_{l-1} (mu_{l-1} - pred_{l-1}),
+    F = sum_{l<L} |eps_l|^2 / (2 pi_l) + E_prior(mu_L),
+    dF/dmu_l = eps_l - (eps_{l-1} @ W_fb_l^T) * phi_l'(mu_l),   eps_L = dE_prior/dmu_L.
+
+The energy is reported per sample (mean over the batch); the trace holds the
+starting energy and the energy after every step. Everything constant while the
+input is clamped (the first area's prediction) is computed once per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigurationError, did_you_mean
+from ..hierarchy import Hierarchy
+from ..losses import Loss
+from ..priors import Prior
+from .amortized import feedforward
+from .state import State
+
+__all__ = ["Relaxation", "relax_discriminative", "relax_generative", "INITS"]
+
+INITS = ("feedforward", "zeros")
+_STANDARD_GAUSSIAN = Prior("gaussian", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Settings of the iterative inference.
+
+    Parameters
+    ----------
+    steps : int
+        Maximum number of Euler steps T (>= 0).
+    step_size : float
+        Euler step on the activities (> 0).
+    tolerance : float or None
+        Stop early when the per-sample energy changes by less than this between
+        steps. Checking it brings the energy to the host every step.
+    init : str
+        ``"feedforward"``: start from the recognition sweep (amortized start,
+        iterative refinement); ``"zeros"``: start latent areas at zero.
+    fixed_prediction : bool
+        Hold predictions at their feedforward values (discriminative mode only).
+    """
+
+    steps: int = 20
+    step_size: float = 0.1
+    tolerance: float | None = None
+    init: str = "feedforward"
+    fixed_prediction: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, where: str = "inference") -> None:
+        """Raise ``ConfigurationError`` naming the offending key."""
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigurationError(f"{where}.steps: expected a whole number >= 0, got {self.steps!r}")
+        for key in ("step_size", "tolerance"):
+            value = getattr(self, key)
+            if key == "tolerance" and value is None:
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(f"{where}.{key}: expected a number > 0, got {value!r}")
+        if self.init not in INITS:
+            raise ConfigurationError(
+                f"{where}.init: unknown start {self.init!r}; allowed: {', '.join(INITS)}"
+                f"{did_you_mean(self.init, INITS)}"
+            )
+
+
+class _Trace:
+    """The energy per step, kept on the backend; the tolerance check syncs."""
+
+    def __init__(self, hierarchy: Hierarchy, settings: Relaxation, batch: int) -> None:
+        self.be = hierarchy.backend
+        self.values = self.be.zeros((settings.steps + 1,))
+        self.tolerance = settings.tolerance
+        self.scale = 1.0 / batch
+
+    def record(self, t: int, summed: Any) -> bool:
+        """Store the step's energy; return True when it changed less than the tolerance."""
+        self.values[t] = summed * self.scale
+        if self.tolerance is None or t == 0:
+            return False
+        change = self.be.scalar(self.values[t] - self.values[t - 1])
+        return abs(change) < self.tolerance
+
+
+def relax_discriminative(
+    hierarchy: Hierarchy, x: Any, y: Any, loss: Loss, settings: Relaxation
+) -> State:
+    """Relax the latent areas with input ``x`` and target ``y`` clamped.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+        The model (read only).
+    x : array (batch, n_0)
+        Input, on the hierarchy's backend.
+    y : array (batch, n_L)
+        Target of the top area (one-hot labels for classification).
+    loss : Loss
+        Energy term of the top area.
+    settings : Relaxation
+        Steps, step size, tolerance, start and the fixed-prediction switch.
+    """
+    be = hierarchy.backend
+    areas = hierarchy.areas
+    top = len(areas) - 1
+    batch = x.shape[0]
+    buf = hierarchy.buffer
+    loss.check_output(areas[top].activation, areas[top].name)
+    sweep = feedforward(hierarchy, x)
+
+    def shape(l: int) -> tuple[int, int]:
+        return (batch, areas[l].size)
+
+    # a, pred, fprime: the current prediction of every area from the one below.
+    # They start as the sweep's; area 1's never changes while x is clamped.
+    a = list(sweep.a)
+    pred = list(sweep.h)
+    fprime: list[Any] = [None] + [
+        area.activation.derivative(be, a[l], pred[l], buf("pc.fp0", l, shape(l)))
+        for l, area in enumerate(areas[1:], start=1)
+    ]
+    mu: list[Any] = [x]
+    for l in range(1, top):
+        m = buf("pc.mu", l, shape(l))
+        if settings.init == "feedforward":
+            m[...] = sweep.h[l]
+        else:
+            m[...] = 0.0
+        mu.append(m)
+    mu.append(y)
+    eps: list[Any] = [None] + [buf("pc.eps", l, shape(l)) for l in range(1, top)] + [None]
+    g: list[Any] = [None] + [buf("pc.g", l, shape(l)) for l in range(1, top + 1)]
+    trace = _Trace(hierarchy, settings, batch)
+    fixed = settings.fixed_prediction
+    converged: bool | None = None if settings.tolerance is None else False
+    steps_taken = 0
+    loss_value: Any = None
+    for t in range(settings.steps + 1):
+        if not fixed and (t > 0 or settings.init != "feedforward"):
+            for l in range(2, top + 1):
+                area = areas[l]
+                a[l] = be.matmul(mu[l - 1], area.W_ff, out=buf("pc.a", l, shape(l)))
+                a[l] += area.b_ff
+                pred[l] = area.activation.apply(be, a[l], buf("pc.pred", l, shape(l)))
+                fprime[l] = area.activation.derivative(be, a[l], pred[l], buf("pc.fp", l, shape(l)))
+        energy: Any = 0.0
+        for l in range(1, top):
+            pi = areas[l].precision
+            be.subtract(mu[l], pred[l], out=eps[l])
+            if pi != 1.0:
+                eps[l] *= pi
+            energy = energy + be.sum_of_squares(eps[l]) * (0.5 / pi)
+            if fprime[l] is None:
+                g[l] = eps[l]
+            else:
+                be.multiply(eps[l], fprime[l], out=g[l])
+        if t == 0 or not fixed:
+            loss_value = loss.evaluate(be, a[top], pred[top], fprime[top], y, g[top])
+            if areas[top].precision != 1.0:
+                g[top] *= areas[top].precision
+        energy = energy + loss_value * areas[top].precision
+        if trace.record(t, energy):
+            converged = True
+            break
+        if t == settings.steps:
+            break
+        for l in range(1, top):
+            d = be.matmul(g[l + 1], areas[l + 1].W_ff.T, out=buf("pc.d", l, shape(l)))
+            d -= eps[l]
+            d *= settings.step_size
+            mu[l] += d
+        steps_taken = t + 1
+    for l in range(1, top):
+        areas[l].mu, areas[l].eps = mu[l], eps[l]
+    presynaptic = sweep.h if settings.fixed_prediction else mu
+    return State(
+        mode="discriminative",
+        sweep=sweep,
+        mu=mu,
+        eps=eps,
+        presynaptic=[None] + presynaptic[:top],
+        errors=g,
+        energy=trace.values,
+        steps=steps_taken,
+        converged=converged,
+        target=y,
+        loss=loss_value / batch,
+    )
+
+
+def _prior(hierarchy: Hierarchy, l: int) -> Prior | None:
+    """The prior of area ``l``; the top area defaults to a standard Gaussian."""
+    area = hierarchy.areas[l]
+    if area.prior is None and l == len(hierarchy.areas) - 1:
+        return _STANDARD_GAUSSIAN
+    return area.prior
+
+
+def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> State:
+    """Infer the latent areas that best explain data ``x`` through the generative path.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+        The model (read only).
+    x : array (batch, n_0)
+        Data clamped at area 0, on the hierarchy's backend.
+    settings : Relaxation
+        Steps, step size, tolerance and start (``"feedforward"`` starts from
+        the recognition sweep; ``"zeros"`` from zero activity).
+    """
+    if settings.fixed_prediction:
+        raise ConfigurationError(
+            "inference.fixed_prediction: only defined in discriminative mode; "
+            "set it to false for generative inference"
+        )
+    be = hierarchy.backend
+    areas = hierarchy.areas
+    top = len(areas) - 1
+    batch = x.shape[0]
+    buf = hierarchy.buffer
+
+    def shape(l: int) -> tuple[int, int]:
+        return (batch, areas[l].size)
+
+    sweep = feedforward(hierarchy, x)
+    mu: list[Any] = [x]
+    for l in range(1, top + 1):
+        m = buf("gen.mu", l, shape(l))
+        if settings.init == "feedforward":
+            m[...] = sweep.h[l]
+        else:
+            m[...] = 0.0
+        mu.append(m)
+    priors = [_prior(hierarchy, l) for l in range(top + 1)]
+    eps: list[Any] = [buf("gen.eps", l, shape(l)) for l in range(top)] + [None]
+    q: list[Any] = [None] * (top + 1)
+    trace = _Trace(hierarchy, settings, batch)
+    converged: bool | None = None if settings.tolerance is None else False
+    steps_taken = 0
+    for t in range(settings.steps + 1):
+        energy: Any = 0.0
+        for l in range(1, top + 1):
+            area = areas[l]
+            q[l] = area.feedback_activation.apply(be, mu[l], buf("gen.q", l, shape(l)))
+            below = eps[l - 1]
+            be.matmul(q[l], area.W_fb, out=below)
+            below += area.b_fb
+            be.subtract(mu[l - 1], below, out=below)
+            pi = areas[l - 1].precision
+            if pi != 1.0:
+                below *= pi
+            energy = energy + be.sum_of_squares(below) * (0.5 / pi)
+        for l in range(1, top + 1):
+            if priors[l] is not None:
+                energy = energy + priors[l].energy(be, mu[l])
+        if trace.record(t, energy):
+            converged = True
+            break
+        if t == settings.steps:
+            break
+        for l in range(1, top + 1):
+            area = areas[l]
+            d = be.matmul(eps[l - 1], area.W_fb.T, out=buf("gen.d", l, shape(l)))
+            phi_prime = area.feedback_activation.derivative(
+                be, mu[l], q[l], buf("gen.fp", l, shape(l))
+            )
+            if phi_prime is not None:
+                d *= phi_prime
+            if l < top:
+                d -= eps[l]
+            if priors[l] is not None:
+                d -= priors[l].gradient(be, mu[l], buf("gen.prior", l, shape(l)))
+            d *= settings.step_size
+            mu[l] += d
+        steps_taken = t + 1
+    for l in range(1, top + 1):
+        areas[l].mu = mu[l]
+        areas[l].eps = eps[l] if l < top else None
+    areas[0].mu, areas[0].eps = x, eps[0]
+    return State(
+        mode="generative",
+        sweep=sweep,
+        mu=mu,
+        eps=eps,
+        presynaptic=q,
+        errors=[None] + eps[:top],
+        energy=trace.values,
+        steps=steps_taken,
+        converged=converged,
+    )

@@ -1,0 +1,134 @@
+"""Optimizers on raw arrays: SGD, momentum and Adam.
+
+``step(hierarchy, gradients)`` changes the hierarchy's parameters in place
+(``theta <- theta - update``), writing through preallocated buffers so a step
+allocates nothing after the first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import ConfigurationError, did_you_mean
+from .hierarchy import Hierarchy, ParameterKey
+
+__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer"]
+
+
+def _positive(value: Any, where: str, upper: float | None = None) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0 or (upper is not None and value >= upper):
+        bound = f" and < {upper}" if upper is not None else ""
+        raise ConfigurationError(f"{where}: expected a number > 0{bound}, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: keeps per-parameter state and a scratch buffer per parameter."""
+
+    name = "optimizer"
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _positive(lr, "optimizer.lr")
+        self.steps = 0
+        self.slots: dict[tuple[str, ParameterKey], Any] = {}
+
+    def slot(self, hierarchy: Hierarchy, kind: str, key: ParameterKey, like: Any) -> Any:
+        """A zero-initialised array shaped like ``like``, kept across steps."""
+        slot = self.slots.get((kind, key))
+        if slot is None:
+            slot = self.slots[(kind, key)] = hierarchy.backend.zeros(tuple(like.shape))
+        return slot
+
+    def step(self, hierarchy: Hierarchy, gradients: dict[ParameterKey, Any]) -> None:
+        """Apply one update of every parameter that has a gradient."""
+        self.steps += 1
+        for key, grad in gradients.items():
+            area_name, parameter = key
+            self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad)
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """Plain gradient descent, ``theta -= lr * g``."""
+
+    name = "sgd"
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+        be = hierarchy.backend
+        param -= be.multiply(grad, self.lr, out=self.slot(hierarchy, "tmp", key, param))
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum, ``v = momentum * v + g``, ``theta -= lr * v``."""
+
+    name = "momentum"
+
+    def __init__(self, lr: float, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.momentum = _positive(momentum, "optimizer.momentum", upper=1.0)
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+        be = hierarchy.backend
+        velocity = self.slot(hierarchy, "velocity", key, param)
+        velocity *= self.momentum
+        velocity += grad
+        param -= be.multiply(velocity, self.lr, out=self.slot(hierarchy, "tmp", key, param))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction.
+
+    The corrections are folded into the step size and epsilon,
+    ``theta -= lr_t m / (sqrt(v) + eps_t)`` with
+    ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)`` and ``eps_t = eps sqrt(1 - b2^t)``,
+    which equals ``lr m_hat / (sqrt(v_hat) + eps)`` exactly.
+    """
+
+    name = "adam"
+
+    def __init__(
+        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ) -> None:
+        super().__init__(lr)
+        self.beta1 = _positive(beta1, "optimizer.beta1", upper=1.0)
+        self.beta2 = _positive(beta2, "optimizer.beta2", upper=1.0)
+        self.eps = _positive(eps, "optimizer.eps")
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+        be = hierarchy.backend
+        m = self.slot(hierarchy, "m", key, param)
+        v = self.slot(hierarchy, "v", key, param)
+        tmp = self.slot(hierarchy, "tmp", key, param)
+        correction = math.sqrt(1.0 - self.beta2**self.steps)
+        lr_t = self.lr * correction / (1.0 - self.beta1**self.steps)
+        m *= self.beta1
+        m += be.multiply(grad, 1.0 - self.beta1, out=tmp)
+        v *= self.beta2
+        be.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - self.beta2
+        v += tmp
+        be.sqrt(v, out=tmp)
+        tmp += self.eps * correction
+        be.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        param -= tmp
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def make_optimizer(name: str, **settings: Any) -> Optimizer:
+    """Construct an optimizer by name with keyword settings."""
+    if name not in OPTIMIZERS:
+        raise ConfigurationError(
+            f"optimizer.name: unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}"
+            f"{did_you_mean(name, OPTIMIZERS)}"
+        )
+    return OPTIMIZERS[name](**settings)

@@ -1,0 +1,79 @@
+"""Priors on area activities: energy (negative log density up to a constant)
+and its gradient, per sample.
+
+``gaussian``  E = 0.5 |mu - mean|^2 / scale^2 (the default on a generative top area)
+``laplace``   E = sum |mu - mean| / scale (sparse; Olshausen & Field 1996)
+``cauchy``    E = sum log(1 + ((mu - mean) / scale)^2) (sparse; Rao & Ballard 1999)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .backend import Backend
+from .errors import ConfigurationError, did_you_mean
+
+__all__ = ["Prior", "PRIOR_KINDS"]
+
+PRIOR_KINDS = ("gaussian", "laplace", "cauchy")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A factorized prior over one area's activities.
+
+    Parameters
+    ----------
+    kind : str
+        ``"gaussian"``, ``"laplace"`` or ``"cauchy"``.
+    mean : float
+        Location of the prior.
+    scale : float
+        Standard deviation (Gaussian) or scale (Laplace, Cauchy); > 0.
+    """
+
+    kind: str = "gaussian"
+    mean: float = 0.0
+    scale: float = 1.0
+
+    def validate(self, where: str) -> None:
+        """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
+        if self.kind not in PRIOR_KINDS:
+            raise ConfigurationError(
+                f"{where}.kind: unknown prior {self.kind!r}; allowed: "
+                f"{', '.join(PRIOR_KINDS)}{did_you_mean(self.kind, PRIOR_KINDS)}"
+            )
+        for key in ("mean", "scale"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{where}.{key}: expected a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{where}.{key}: must be finite, got {value!r}")
+        if self.scale <= 0:
+            raise ConfigurationError(f"{where}.scale: must be > 0, got {self.scale!r}")
+
+    def energy(self, be: Backend, mu: Any) -> Any:
+        """Summed prior energy of a batch, as a 0-d array (divide by batch for a mean)."""
+        xp = be.xp
+        z = (mu - self.mean) / self.scale
+        if self.kind == "gaussian":
+            return 0.5 * xp.sum(z * z)
+        if self.kind == "laplace":
+            return xp.sum(xp.abs(z))
+        return xp.sum(xp.log1p(z * z))
+
+    def gradient(self, be: Backend, mu: Any, out: Any) -> Any:
+        """Write dE/dmu (shape of ``mu``) into ``out`` and return it."""
+        xp = be.xp
+        s = self.scale
+        if self.kind == "gaussian":
+            be.subtract(mu, self.mean, out=out)
+            out *= 1.0 / (s * s)
+        elif self.kind == "laplace":
+            out[...] = xp.sign(mu - self.mean) / s
+        else:
+            d = mu - self.mean
+            out[...] = 2.0 * d / (s * s + d * d)
+        return out

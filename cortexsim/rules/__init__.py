@@ -1,0 +1,39 @@
+"""Learning rules. Each rule has ``infer(hierarchy, x, y) -> State`` and
+``gradients(hierarchy, state) -> {(area, parameter): array}``: the descent
+direction it prescribes, returned before any optimizer applies it, so that two
+rules can be compared on the same batch and state."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..errors import ConfigurationError, did_you_mean
+from ..hierarchy import Hierarchy
+from ..inference import State
+from .backprop import Backprop
+from .local import Gradients, hebbian_gradients
+from .predictive_coding import PredictiveCoding
+
+__all__ = ["Rule", "Backprop", "PredictiveCoding", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+
+
+class Rule(Protocol):
+    """What the scheduler needs of a learning rule."""
+
+    name: str
+
+    def infer(self, hierarchy: Hierarchy, x: Any, y: Any) -> State: ...
+
+    def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients: ...
+
+
+RULES = {"backprop": Backprop, "predictive_coding": PredictiveCoding}
+
+
+def make_rule(name: str, **settings: Any) -> Rule:
+    """Construct a rule by its name with keyword settings."""
+    if name not in RULES:
+        raise ConfigurationError(
+            f"rule: unknown rule {name!r}; allowed: {', '.join(RULES)}{did_you_mean(name, RULES)}"
+        )
+    return RULES[name](**settings)

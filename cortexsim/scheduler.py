@@ -1,0 +1,238 @@
+"""The phase loop: epochs x batches x (inference -> learning), with named slots
+that callbacks (probes, checkpoints, progress) attach to.
+
+One batch::
+
+    before_inference -> rule.infer -> after_inference
+    -> rule.gradients -> optimizer.step -> after_learning
+
+framed by ``run_start`` / ``epoch_start`` / ``epoch_end`` / ``run_end``.
+Callbacks in a slot run by (order, attachment order); ``schedule()`` prints
+the table. The data order of epoch ``e`` is drawn from a generator seeded with
+``(seed, e)``, so a run is a deterministic function of its seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigurationError, DivergenceError, did_you_mean
+from .hierarchy import Hierarchy
+from .inference import State, feedforward
+from .optim import Optimizer
+from .rules import Gradients, Rule
+
+__all__ = ["Scheduler", "Event", "SLOTS"]
+
+SLOTS = (
+    "run_start",
+    "epoch_start",
+    "before_inference",
+    "after_inference",
+    "after_learning",
+    "epoch_end",
+    "run_end",
+)
+
+
+@dataclass
+class Event:
+    """What a callback sees: where the loop is and what the batch produced."""
+
+    slot: str
+    scheduler: Scheduler
+    epoch: int
+    batch: int = -1
+    step: int = 0
+    x: Any = None
+    y: Any = None
+    state: State | None = None
+    gradients: Gradients | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The model being trained."""
+        return self.scheduler.hierarchy
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ConfigurationError(f"{where}: expected a whole number > 0, got {value!r}")
+    return int(value)
+
+
+class Scheduler:
+    """Trains a hierarchy with a rule and an optimizer on arrays of data.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+        The model; its parameters change in place.
+    rule : Rule
+        Inference plus learning (``Backprop``, ``PredictiveCoding``, ...).
+    optimizer : Optimizer
+        Applies the rule's gradients.
+    x_train : numpy array (N, n_0)
+        Training inputs on the host; copied to the backend once.
+    y_train : numpy array (N,) of int labels, (N, n_L) targets, or None
+        Integer labels become one-hot targets of the top area; None for
+        generative (unsupervised) rules.
+    batch_size, epochs : int
+    seed : int
+        Seeds the data order.
+    x_test, y_test : numpy arrays, optional
+        Held-out data; with integer labels, test accuracy of the feedforward
+        sweep is measured at every epoch end.
+    """
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        rule: Rule,
+        optimizer: Optimizer,
+        x_train: np.ndarray,
+        y_train: np.ndarray | None = None,
+        *,
+        batch_size: int = 128,
+        epochs: int = 1,
+        seed: int = 0,
+        x_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
+    ) -> None:
+        self.hierarchy = hierarchy
+        self.rule = rule
+        self.optimizer = optimizer
+        self.batch_size = _positive_int(batch_size, "schedule.batch_size")
+        self.epochs = _positive_int(epochs, "schedule.epochs")
+        self.seed = int(seed)
+        self.x_train = self._inputs(x_train, "x_train")
+        self.y_train = self._targets(y_train, len(x_train), "y_train")
+        self.x_test = None if x_test is None else self._inputs(x_test, "x_test")
+        self.labels_test = None if y_test is None else np.asarray(y_test)
+        self.callbacks: dict[str, list[tuple[int, int, str, Callable[[Event], Any]]]] = {
+            slot: [] for slot in SLOTS
+        }
+        self.history: list[dict[str, float]] = []
+        self.step = 0
+
+    # -- data ------------------------------------------------------------
+    def _inputs(self, x: np.ndarray, where: str) -> Any:
+        x = np.asarray(x)
+        n_0 = self.hierarchy[0].size
+        if x.ndim != 2 or x.shape[1] != n_0:
+            raise ConfigurationError(
+                f"{where}: expected shape (samples, {n_0}) to match area "
+                f"{self.hierarchy[0].name!r}, got {x.shape}"
+            )
+        return self.hierarchy.backend.asarray(x)
+
+    def _targets(self, y: np.ndarray | None, n: int, where: str) -> Any:
+        if y is None:
+            return None
+        y = np.asarray(y)
+        top = self.hierarchy.top
+        if len(y) != n:
+            raise ConfigurationError(f"{where}: {len(y)} targets for {n} inputs")
+        if y.ndim == 1:
+            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= top.size:
+                raise ConfigurationError(
+                    f"{where}: labels must be integers in [0, {top.size}) for the top "
+                    f"area {top.name!r} ({top.size} units)"
+                )
+            y = np.eye(top.size)[y]
+        elif y.ndim != 2 or y.shape[1] != top.size:
+            raise ConfigurationError(
+                f"{where}: expected labels (samples,) or targets (samples, {top.size}), got {y.shape}"
+            )
+        return self.hierarchy.backend.asarray(y)
+
+    def batches(self, epoch: int) -> Any:
+        """Yield (batch index, x, y) for one epoch in a seed-fixed order."""
+        be = self.hierarchy.backend
+        n = self.x_train.shape[0]
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        order_device = be.asarray(order, dtype=be.xp.int64)
+        for batch, start in enumerate(range(0, n, self.batch_size)):
+            index = order_device[start : start + self.batch_size]
+            x = be.xp.take(self.x_train, index, axis=0)
+            y = None if self.y_train is None else be.xp.take(self.y_train, index, axis=0)
+            yield batch, x, y
+
+    # -- slots -------------------------------------------------------------
+    def attach(self, slot: str, callback: Callable[[Event], Any], order: int = 0, name: str | None = None) -> None:
+        """Run ``callback(event)`` at ``slot``; lower ``order`` runs first."""
+        if slot not in self.callbacks:
+            raise ConfigurationError(
+                f"slot: unknown slot {slot!r}; allowed: {', '.join(SLOTS)}{did_you_mean(slot, SLOTS)}"
+            )
+        entries = self.callbacks[slot]
+        label = name or getattr(callback, "__name__", repr(callback))
+        entries.append((order, len(entries), label, callback))
+        entries.sort(key=lambda entry: entry[:2])
+
+    def schedule(self) -> str:
+        """A table of the slots in execution order and what runs in each."""
+        lines = [f"{'slot':<18} {'order':>5}  callback"]
+        for slot in SLOTS:
+            built_in = {"after_inference": "rule.infer (before)", "after_learning": "rule.gradients + optimizer.step (before)"}
+            if slot in built_in:
+                lines.append(f"{slot:<18} {'':>5}  [{built_in[slot]}]")
+            for order, _, label, _ in self.callbacks[slot]:
+                lines.append(f"{slot:<18} {order:>5}  {label}")
+        return "\n".join(lines)
+
+    def _fire(self, event: Event) -> None:
+        for _, _, _, callback in self.callbacks[event.slot]:
+            callback(event)
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> list[dict[str, float]]:
+        """Train for every epoch; returns the per-epoch metrics (also in ``history``)."""
+        be = self.hierarchy.backend
+        self._fire(Event("run_start", self, epoch=0))
+        for epoch in range(len(self.history), self.epochs):
+            self._fire(Event("epoch_start", self, epoch=epoch))
+            total_loss: Any = 0.0
+            batches = 0
+            for batch, x, y in self.batches(epoch):
+                self._fire(Event("before_inference", self, epoch, batch, self.step, x, y))
+                state = self.rule.infer(self.hierarchy, x, y)
+                self._fire(Event("after_inference", self, epoch, batch, self.step, x, y, state))
+                gradients = self.rule.gradients(self.hierarchy, state)
+                self.optimizer.step(self.hierarchy, gradients)
+                self._fire(Event("after_learning", self, epoch, batch, self.step, x, y, state, gradients))
+                if state.loss is not None:
+                    total_loss = total_loss + state.loss
+                batches += 1
+                self.step += 1
+            metrics: dict[str, float] = {"epoch": epoch + 1}
+            if self.y_train is not None:
+                metrics["train_loss"] = be.scalar(total_loss) / batches
+                if not math.isfinite(metrics["train_loss"]):
+                    raise DivergenceError(
+                        f"training diverged in epoch {epoch + 1}: the loss of rule "
+                        f"{self.rule.name!r} is {metrics['train_loss']}; lower the learning "
+                        f"rate or the inference step size"
+                    )
+            if self.x_test is not None and self.labels_test is not None:
+                metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
+            self.history.append(metrics)
+            self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=metrics))
+        self._fire(Event("run_end", self, epoch=self.epochs, step=self.step))
+        return self.history
+
+    def accuracy(self, x: Any, labels: np.ndarray, batch_size: int = 1000) -> float:
+        """Fraction of ``labels`` matched by the argmax of the feedforward sweep."""
+        be = self.hierarchy.backend
+        correct = 0
+        for start in range(0, x.shape[0], batch_size):
+            out = feedforward(self.hierarchy, x[start : start + batch_size]).output
+            guess = be.to_numpy(be.xp.argmax(out, axis=1))
+            correct += int(np.sum(guess == labels[start : start + batch_size]))
+        return correct / x.shape[0]

@@ -1,0 +1,216 @@
+"""The plain description of a model: sizes, activations, precisions, priors and
+initialisation, with no arrays. Immutable and validated where the user wrote it;
+``cortexsim.build`` turns it into a ``Hierarchy`` on a backend.
+
+Area 0 is the data. Area ``l >= 1`` receives the area below through its
+recognition weights and predicts the area below through its generative weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ConfigurationError, did_you_mean
+from .nonlinear import get_activation
+from .priors import Prior
+
+__all__ = ["AreaSpec", "HierarchySpec", "WEIGHT_INITS", "FEEDBACK_INITS"]
+
+WEIGHT_INITS = ("glorot_uniform", "glorot_normal", "normal")
+FEEDBACK_INITS = ("random", "transpose", "zeros")
+
+
+def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"{where}: expected a table of settings, got {data!r}")
+    for key in data:
+        if key not in allowed:
+            raise ConfigurationError(
+                f"{where}.{key}: unknown key; allowed: {', '.join(allowed)}"
+                f"{did_you_mean(key, allowed)}"
+            )
+
+
+def _check_number(value: Any, where: str, *, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{where}: must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigurationError(f"{where}: must be > 0, got {value!r}")
+
+
+def _check_choice(value: Any, allowed: Sequence[str], where: str) -> None:
+    if value not in allowed:
+        raise ConfigurationError(
+            f"{where}: unknown value {value!r}; allowed: {', '.join(allowed)}"
+            f"{did_you_mean(value, allowed)}"
+        )
+
+
+@dataclass(frozen=True)
+class AreaSpec:
+    """One cortical area.
+
+    Parameters
+    ----------
+    name : str
+        Unique name, used in errors, parameters and recordings.
+    size : int
+        Number of units (> 0).
+    activation : str
+        Recognition nonlinearity f: ``mu_hat = f(mu_below @ W_ff + b_ff)``.
+        Ignored on area 0 (the data).
+    feedback_activation : str
+        Generative nonlinearity phi: ``pred_below = phi(mu) @ W_fb + b_fb``.
+    precision : float
+        Inverse variance weighting this area's prediction errors (> 0).
+    prior : Prior or None
+        Prior over this area's activities (generative mode puts a standard
+        Gaussian on the top area when none is given).
+    """
+
+    name: str
+    size: int
+    activation: str = "tanh"
+    feedback_activation: str = "linear"
+    precision: float = 1.0
+    prior: Prior | None = None
+
+    KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior")
+
+    def validate(self, where: str) -> None:
+        """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError(f"{where}.name: expected a non-empty string, got {self.name!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size <= 0:
+            raise ConfigurationError(
+                f"{where}.size: expected a whole number of units > 0, got {self.size!r}"
+            )
+        get_activation(self.activation, f"{where}.activation")
+        get_activation(self.feedback_activation, f"{where}.feedback_activation")
+        _check_number(self.precision, f"{where}.precision", positive=True)
+        if self.prior is not None:
+            self.prior.validate(f"{where}.prior")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "area") -> AreaSpec:
+        """Build from a plain mapping, naming ``where`` in errors."""
+        _check_keys(data, cls.KEYS, where)
+        for key in ("name", "size"):
+            if key not in data:
+                raise ConfigurationError(f"{where}.{key}: required key is missing")
+        values = dict(data)
+        prior = values.get("prior")
+        if isinstance(prior, Mapping):
+            _check_keys(prior, ("kind", "mean", "scale"), f"{where}.prior")
+            values["prior"] = Prior(**prior)
+        elif prior is not None and not isinstance(prior, Prior):
+            raise ConfigurationError(f"{where}.prior: expected a table, got {prior!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HierarchySpec:
+    """A stack of areas, bottom (data) first, and how its weights start.
+
+    Parameters
+    ----------
+    areas : tuple of AreaSpec
+        At least two: the data area and one latent area.
+    weight_init : str
+        ``"glorot_uniform"`` (default), ``"glorot_normal"`` or ``"normal"``
+        (standard deviation ``init_scale``).
+    init_scale : float
+        Gain on the Glorot limit, or the standard deviation for ``"normal"``.
+    feedback_init : str
+        Generative weights start ``"random"`` (independent draw), as the
+        ``"transpose"`` of the recognition weights, or as ``"zeros"``.
+    """
+
+    areas: tuple[AreaSpec, ...]
+    weight_init: str = "glorot_uniform"
+    init_scale: float = 1.0
+    feedback_init: str = "random"
+    name: str = "hierarchy"
+
+    KEYS = ("areas", "weight_init", "init_scale", "feedback_init", "name")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "areas", tuple(self.areas))
+        self.validate()
+
+    def validate(self, where: str = "model") -> None:
+        """Raise ``ConfigurationError`` naming the offending field."""
+        if len(self.areas) < 2:
+            raise ConfigurationError(
+                f"{where}.areas: a hierarchy needs at least 2 areas (the data and "
+                f"one latent area), got {len(self.areas)}"
+            )
+        seen: dict[str, int] = {}
+        for index, area in enumerate(self.areas):
+            if not isinstance(area, AreaSpec):
+                raise ConfigurationError(f"{where}.areas[{index}]: expected an area, got {area!r}")
+            area.validate(f"{where}.areas[{index}]")
+            if area.name in seen:
+                raise ConfigurationError(
+                    f"{where}.areas[{index}].name: {area.name!r} is already the name "
+                    f"of areas[{seen[area.name]}]; area names must be unique"
+                )
+            seen[area.name] = index
+        _check_choice(self.weight_init, WEIGHT_INITS, f"{where}.weight_init")
+        _check_choice(self.feedback_init, FEEDBACK_INITS, f"{where}.feedback_init")
+        _check_number(self.init_scale, f"{where}.init_scale", positive=True)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Units per area, bottom first."""
+        return tuple(area.size for area in self.areas)
+
+    @classmethod
+    def from_sizes(
+        cls,
+        sizes: Sequence[int],
+        activation: str = "tanh",
+        output_activation: str = "linear",
+        **options: Any,
+    ) -> HierarchySpec:
+        """A plain stack: ``sizes[0]`` data units, hidden areas with ``activation``,
+        the top area with ``output_activation``; areas named area0, area1, ..."""
+        last = len(sizes) - 1
+        areas = tuple(
+            AreaSpec(
+                name=f"area{i}",
+                size=size,
+                activation=output_activation if i == last else activation,
+            )
+            for i, size in enumerate(sizes)
+        )
+        return cls(areas=areas, **options)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "model") -> HierarchySpec:
+        """Build from a plain mapping (a TOML table), naming ``where`` in errors."""
+        _check_keys(data, cls.KEYS, where)
+        if "areas" not in data:
+            raise ConfigurationError(f"{where}.areas: required key is missing")
+        areas = data["areas"]
+        if isinstance(areas, (str, bytes)) or not isinstance(areas, Sequence):
+            raise ConfigurationError(f"{where}.areas: expected a list of areas, got {areas!r}")
+        values = dict(data)
+        values["areas"] = tuple(
+            AreaSpec.from_dict(area, f"{where}.areas[{i}]") for i, area in enumerate(areas)
+        )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description as plain data (round-trips through ``from_dict``)."""
+        data = asdict(self)
+        for area in data["areas"]:
+            if area["prior"] is None:
+                del area["prior"]
+        return data
+
