@@ -157,7 +157,9 @@ class Backend:
         dtype = self.dtype if dtype is None else dtype
         if self.name == "array_api_strict":
             host = np.asarray(host)
-        return self.xp.asarray(host, dtype=dtype)
+        # copy=True: NumPy would otherwise alias a host array of the same dtype,
+        # and in-place updates (optimizers) would write into the caller's array.
+        return self.xp.asarray(host, dtype=dtype, copy=True)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         """A zero-filled array on the backend."""
@@ -189,8 +191,7 @@ class Backend:
         """``sum(x**2)`` over every element, as a 0-d backend array."""
         if self.name == "array_api_strict":
             return self.xp.sum(x * x)
-        flat = self.xp.reshape(x, (-1,))
-        return self.library.dot(flat, flat)
+        return self.library.vdot(x, x)
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {self.dtype_name!r})"

@@ -137,14 +137,32 @@ def relax_discriminative(
     def shape(l: int) -> tuple[int, int]:
         return (batch, areas[l].size)
 
+    xp = be.xp
+    matmul, subtract, multiply, sum_of_squares = be.matmul, be.subtract, be.multiply, be.sum_of_squares
+    fixed = settings.fixed_prediction
+    step_size = settings.step_size
+    precision = [area.precision for area in areas]
+    activation = [area.activation for area in areas]
+    bias = [area.b_ff for area in areas]
+    weight = [area.W_ff for area in areas]
+    # The backward products use W^T every step: one contiguous copy per batch
+    # is cheaper than a transposed operand in every product.
+    weight_t: list[Any] = [None, None]
+    for l in range(2, top + 1):
+        wt = buf("pc.WT", l, (areas[l].size, areas[l - 1].size))
+        wt[...] = xp.matrix_transpose(weight[l])
+        weight_t.append(wt)
     # a, pred, fprime: the current prediction of every area from the one below.
     # They start as the sweep's; area 1's never changes while x is clamped.
     a = list(sweep.a)
     pred = list(sweep.h)
     fprime: list[Any] = [None] + [
-        area.activation.derivative(be, a[l], pred[l], buf("pc.fp0", l, shape(l)))
-        for l, area in enumerate(areas[1:], start=1)
+        activation[l].derivative(be, a[l], pred[l], buf("pc.fp0", l, shape(l)))
+        for l in range(1, top + 1)
     ]
+    a_buf = [None, None] + [buf("pc.a", l, shape(l)) for l in range(2, top + 1)]
+    pred_buf = [None, None] + [buf("pc.pred", l, shape(l)) for l in range(2, top + 1)]
+    fprime_buf = [None, None] + [buf("pc.fp", l, shape(l)) for l in range(2, top + 1)]
     mu: list[Any] = [x]
     for l in range(1, top):
         m = buf("pc.mu", l, shape(l))
@@ -156,46 +174,52 @@ def relax_discriminative(
     mu.append(y)
     eps: list[Any] = [None] + [buf("pc.eps", l, shape(l)) for l in range(1, top)] + [None]
     g: list[Any] = [None] + [buf("pc.g", l, shape(l)) for l in range(1, top + 1)]
+    d_buf = [None] + [buf("pc.d", l, shape(l)) for l in range(1, top)]
     trace = _Trace(hierarchy, settings, batch)
-    fixed = settings.fixed_prediction
     converged: bool | None = None if settings.tolerance is None else False
     steps_taken = 0
     loss_value: Any = None
+    # Errors start at the top and move down one area per step when inference
+    # starts from the sweep: areas below ``frontier`` still sit exactly at the
+    # sweep, so their predictions need no recomputing and their zero errors
+    # no back-projection.
+    frontier = top if settings.init == "feedforward" else 1
+    predicted_from_mu = settings.init == "feedforward"
     for t in range(settings.steps + 1):
-        if not fixed and (t > 0 or settings.init != "feedforward"):
-            for l in range(2, top + 1):
-                area = areas[l]
-                a[l] = be.matmul(mu[l - 1], area.W_ff, out=buf("pc.a", l, shape(l)))
-                a[l] += area.b_ff
-                pred[l] = area.activation.apply(be, a[l], buf("pc.pred", l, shape(l)))
-                fprime[l] = area.activation.derivative(be, a[l], pred[l], buf("pc.fp", l, shape(l)))
+        if not fixed:
+            for l in range(max(2, frontier + 1) if predicted_from_mu else 2, top + 1):
+                a[l] = matmul(mu[l - 1], weight[l], out=a_buf[l])
+                a[l] += bias[l]
+                pred[l] = activation[l].apply(be, a[l], pred_buf[l])
+                fprime[l] = activation[l].derivative(be, a[l], pred[l], fprime_buf[l])
+            predicted_from_mu = True
         energy: Any = 0.0
         for l in range(1, top):
-            pi = areas[l].precision
-            be.subtract(mu[l], pred[l], out=eps[l])
-            if pi != 1.0:
-                eps[l] *= pi
-            energy = energy + be.sum_of_squares(eps[l]) * (0.5 / pi)
-            if fprime[l] is None:
-                g[l] = eps[l]
-            else:
-                be.multiply(eps[l], fprime[l], out=g[l])
+            e = subtract(mu[l], pred[l], out=eps[l])
+            if precision[l] != 1.0:
+                e *= precision[l]
+            energy = energy + sum_of_squares(e) * (0.5 / precision[l])
+            if l > 1:  # g_1 only feeds the weight update: computed after the loop
+                g[l] = e if fprime[l] is None else multiply(e, fprime[l], out=g[l])
         if t == 0 or not fixed:
             loss_value = loss.evaluate(be, a[top], pred[top], fprime[top], y, g[top])
-            if areas[top].precision != 1.0:
-                g[top] *= areas[top].precision
-        energy = energy + loss_value * areas[top].precision
+            if precision[top] != 1.0:
+                g[top] *= precision[top]
+        energy = energy + loss_value * precision[top]
         if trace.record(t, energy):
             converged = True
             break
         if t == settings.steps:
             break
-        for l in range(1, top):
-            d = be.matmul(g[l + 1], areas[l + 1].W_ff.T, out=buf("pc.d", l, shape(l)))
+        frontier = max(1, frontier - 1)
+        for l in range(frontier, top):
+            d = matmul(g[l + 1], weight_t[l + 1], out=d_buf[l])
             d -= eps[l]
-            d *= settings.step_size
+            d *= step_size
             mu[l] += d
         steps_taken = t + 1
+    if top > 1:
+        g[1] = eps[1] if fprime[1] is None else multiply(eps[1], fprime[1], out=g[1])
     for l in range(1, top):
         areas[l].mu, areas[l].eps = mu[l], eps[l]
     presynaptic = sweep.h if settings.fixed_prediction else mu
