@@ -203,6 +203,8 @@ def relax_discriminative(
                 g[l] = e if fprime[l] is None else multiply(e, fprime[l], out=g[l])
         if t == 0 or not fixed:
             loss_value = loss.evaluate(be, a[top], pred[top], fprime[top], y, g[top])
+            if t == 0:
+                feedforward_loss = loss_value
             if precision[top] != 1.0:
                 g[top] *= precision[top]
         energy = energy + loss_value * precision[top]
@@ -234,7 +236,7 @@ def relax_discriminative(
         steps=steps_taken,
         converged=converged,
         target=y,
-        loss=loss_value / batch,
+        loss=feedforward_loss / batch,
     )
 
 

@@ -57,7 +57,9 @@ class State:
     target : array or None
         The clamped target of the top area (discriminative settings).
     loss : array or None
-        The output loss (mean over the batch) where a target was given.
+        The loss of the feedforward sweep against the target (mean over the
+        batch), where a target was given: the network's own loss on the batch,
+        comparable across rules.
     """
 
     mode: str
