@@ -9,7 +9,8 @@ needs no multiplication.
 
 GELU uses the tanh approximation (Hendrycks & Gimpel 2016, eq. 2), because
 the array-API standard has no ``erf``; it differs from the exact GELU by less
-than 3e-4 everywhere.
+than 4.8e-4 everywhere (the largest gap, 4.73e-4, is near |a| = 2.7; within
+|a| <= 2 it is below 2.4e-4).
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ class Scheduler:
         order = np.random.default_rng([self.seed, epoch]).permutation(n)
         order_device = be.asarray(order, dtype=be.xp.int64)
         for batch, start in enumerate(range(0, n, self.batch_size)):
-            index = order_device[start : start + self.batch_size]
+            # Clip the stop: the array API leaves out-of-bounds slice stops unspecified.
+            index = order_device[start : min(start + self.batch_size, n)]
             x = be.xp.take(self.x_train, index, axis=0)
             y = None if self.y_train is None else be.xp.take(self.y_train, index, axis=0)
             yield batch, x, y
@@ -193,12 +194,15 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> list[dict[str, float]]:
-        """Train for every epoch; returns the per-epoch metrics (also in ``history``)."""
+        """Train for every epoch; returns the per-epoch metrics (also in ``history``):
+        ``train_loss`` (feedforward loss, mean over batches), ``energy`` (free
+        energy at the end of inference, mean over batches) and
+        ``test_accuracy`` where they apply."""
         be = self.hierarchy.backend
         self._fire(Event("run_start", self, epoch=0))
         for epoch in range(len(self.history), self.epochs):
             self._fire(Event("epoch_start", self, epoch=epoch))
-            total_loss: Any = 0.0
+            totals: dict[str, Any] = {}
             batches = 0
             for batch, x, y in self.batches(epoch):
                 self._fire(Event("before_inference", self, epoch, batch, self.step, x, y))
@@ -207,17 +211,20 @@ class Scheduler:
                 gradients = self.rule.gradients(self.hierarchy, state)
                 self.optimizer.step(self.hierarchy, gradients)
                 self._fire(Event("after_learning", self, epoch, batch, self.step, x, y, state, gradients))
+                # Summed on the backend; brought to the host once per epoch.
                 if state.loss is not None:
-                    total_loss = total_loss + state.loss
+                    totals["train_loss"] = totals.get("train_loss", 0.0) + state.loss
+                if state.energy is not None:
+                    totals["energy"] = totals.get("energy", 0.0) + state.energy[-1]
                 batches += 1
                 self.step += 1
             metrics: dict[str, float] = {"epoch": epoch + 1}
-            if self.y_train is not None:
-                metrics["train_loss"] = be.scalar(total_loss) / batches
-                if not math.isfinite(metrics["train_loss"]):
+            for name, total in totals.items():
+                metrics[name] = be.scalar(total) / batches
+                if not math.isfinite(metrics[name]):
                     raise DivergenceError(
-                        f"training diverged in epoch {epoch + 1}: the loss of rule "
-                        f"{self.rule.name!r} is {metrics['train_loss']}; lower the learning "
+                        f"training diverged in epoch {epoch + 1}: the mean {name} of rule "
+                        f"{self.rule.name!r} is {metrics[name]}; lower the learning "
                         f"rate or the inference step size"
                     )
             if self.x_test is not None and self.labels_test is not None:
@@ -232,7 +239,9 @@ class Scheduler:
         be = self.hierarchy.backend
         correct = 0
         for start in range(0, x.shape[0], batch_size):
-            out = feedforward(self.hierarchy, x[start : start + batch_size]).output
+            # Both axes and an in-bounds stop: the array API requires them.
+            stop = min(start + batch_size, x.shape[0])
+            out = feedforward(self.hierarchy, x[start:stop, :]).output
             guess = be.to_numpy(be.xp.argmax(out, axis=1))
             correct += int(np.sum(guess == labels[start : start + batch_size]))
         return correct / x.shape[0]

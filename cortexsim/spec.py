@@ -9,8 +9,11 @@ recognition weights and predicts the area below through its generative weights.
 from __future__ import annotations
 
 import math
+import os
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError, did_you_mean
@@ -129,6 +132,10 @@ class HierarchySpec:
     feedback_init : str
         Generative weights start ``"random"`` (independent draw), as the
         ``"transpose"`` of the recognition weights, or as ``"zeros"``.
+    name : str
+        What the model is called.
+    reference : str
+        The paper the model comes from, for named models in ``models/``.
     """
 
     areas: tuple[AreaSpec, ...]
@@ -136,8 +143,9 @@ class HierarchySpec:
     init_scale: float = 1.0
     feedback_init: str = "random"
     name: str = "hierarchy"
+    reference: str = ""
 
-    KEYS = ("areas", "weight_init", "init_scale", "feedback_init", "name")
+    KEYS = ("areas", "weight_init", "init_scale", "feedback_init", "name", "reference")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "areas", tuple(self.areas))
@@ -205,6 +213,24 @@ class HierarchySpec:
             AreaSpec.from_dict(area, f"{where}.areas[{i}]") for i, area in enumerate(areas)
         )
         return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> HierarchySpec:
+        """Read a model description from a TOML file (its ``[model]`` table, or
+        the whole file); errors name the file and the key."""
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigurationError(f"{path}: model file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+        table = document.get("model", document)
+        try:
+            return cls.from_dict(table, "model")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The description as plain data (round-trips through ``from_dict``)."""

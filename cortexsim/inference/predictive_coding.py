@@ -232,7 +232,7 @@ def relax_discriminative(
         eps=eps,
         presynaptic=[None] + presynaptic[:top],
         errors=g,
-        energy=trace.values,
+        energy=trace.values[: steps_taken + 1],
         steps=steps_taken,
         converged=converged,
         target=y,
@@ -337,7 +337,7 @@ def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> Stat
         eps=eps,
         presynaptic=q,
         errors=[None] + eps[:top],
-        energy=trace.values,
+        energy=trace.values[: steps_taken + 1],
         steps=steps_taken,
         converged=converged,
     )
