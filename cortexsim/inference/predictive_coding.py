@@ -152,6 +152,15 @@ def relax_discriminative(
         wt = buf("pc.WT", l, (areas[l].size, areas[l - 1].size))
         wt[...] = xp.matrix_transpose(weight[l])
         weight_t.append(wt)
+    # An area whose prediction cannot move (area 1 while x is clamped; every
+    # area under fixed prediction) relaxes its error directly: the Euler step
+    # mu -= s (eps - g W^T) is eps <- (1 - pi s) eps + pi s g W^T, two passes
+    # instead of four, with pi s folded into that area's W^T copy; its
+    # activity mu = pred + eps / pi is formed once, after the loop.
+    error_state = [False] + [fixed or l == 1 for l in range(1, top)] + [False]
+    for l in range(1, top):
+        if error_state[l]:
+            weight_t[l + 1] *= precision[l] * step_size
     # a, pred, fprime: the current prediction of every area from the one below.
     # They start as the sweep's; area 1's never changes while x is clamped.
     a = list(sweep.a)
@@ -188,16 +197,25 @@ def relax_discriminative(
     for t in range(settings.steps + 1):
         if not fixed:
             for l in range(max(2, frontier + 1) if predicted_from_mu else 2, top + 1):
-                a[l] = matmul(mu[l - 1], weight[l], out=a_buf[l])
-                a[l] += bias[l]
+                if error_state[l - 1] and t > 0:  # (pred + eps/pi) @ W + b = sweep's a + (eps/pi) @ W
+                    a[l] = matmul(eps[l - 1], weight[l], out=a_buf[l])
+                    if precision[l - 1] != 1.0:
+                        a[l] *= 1.0 / precision[l - 1]
+                    a[l] += sweep.a[l]
+                else:
+                    a[l] = matmul(mu[l - 1], weight[l], out=a_buf[l])
+                    a[l] += bias[l]
                 pred[l] = activation[l].apply(be, a[l], pred_buf[l])
                 fprime[l] = activation[l].derivative(be, a[l], pred[l], fprime_buf[l])
             predicted_from_mu = True
         energy: Any = 0.0
         for l in range(1, top):
-            e = subtract(mu[l], pred[l], out=eps[l])
-            if precision[l] != 1.0:
-                e *= precision[l]
+            if t == 0 or not error_state[l]:
+                e = subtract(mu[l], pred[l], out=eps[l])
+                if precision[l] != 1.0:
+                    e *= precision[l]
+            else:
+                e = eps[l]
             energy = energy + sum_of_squares(e) * (0.5 / precision[l])
             if l > 1:  # g_1 only feeds the weight update: computed after the loop
                 g[l] = e if fprime[l] is None else multiply(e, fprime[l], out=g[l])
@@ -216,10 +234,18 @@ def relax_discriminative(
         frontier = max(1, frontier - 1)
         for l in range(frontier, top):
             d = matmul(g[l + 1], weight_t[l + 1], out=d_buf[l])
-            d -= eps[l]
-            d *= step_size
-            mu[l] += d
+            if error_state[l]:
+                eps[l] *= 1.0 - precision[l] * step_size
+                eps[l] += d
+            else:
+                d -= eps[l]
+                d *= step_size
+                mu[l] += d
         steps_taken = t + 1
+    for l in range(1, top):
+        if error_state[l] and steps_taken > 0:
+            multiply(eps[l], 1.0 / precision[l], out=mu[l])
+            mu[l] += pred[l]
     if top > 1:
         g[1] = eps[1] if fprime[1] is None else multiply(eps[1], fprime[1], out=g[1])
     for l in range(1, top):
