@@ -17,6 +17,7 @@ from .area import Area
 from .backend import Backend, get_backend
 from .errors import ConfigurationError, did_you_mean
 from .spec import HierarchySpec
+from .validation import check_int
 
 __all__ = ["Hierarchy", "build", "ParameterKey"]
 
@@ -183,6 +184,4 @@ def build(
         spec = HierarchySpec.from_dict(spec)
     elif not isinstance(spec, HierarchySpec):
         raise ConfigurationError(f"model: expected a HierarchySpec or a table, got {spec!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigurationError(f"seed: expected a whole number >= 0, got {seed!r}")
-    return Hierarchy(spec, get_backend(backend, dtype), int(seed))
+    return Hierarchy(spec, get_backend(backend, dtype), check_int(seed, "seed"))

@@ -12,16 +12,9 @@ from typing import Any
 
 from .errors import ConfigurationError, did_you_mean
 from .hierarchy import Hierarchy, ParameterKey
+from .validation import check_number
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer"]
-
-
-def _positive(value: Any, where: str, upper: float | None = None) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0 or (upper is not None and value >= upper):
-        bound = f" and < {upper}" if upper is not None else ""
-        raise ConfigurationError(f"{where}: expected a number > 0{bound}, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -30,7 +23,7 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, lr: float) -> None:
-        self.lr = _positive(lr, "optimizer.lr")
+        self.lr = check_number(lr, "optimizer.lr", positive=True)
         self.steps = 0
         self.slots: dict[tuple[str, ParameterKey], Any] = {}
 
@@ -72,7 +65,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = _positive(momentum, "optimizer.momentum", upper=1.0)
+        self.momentum = check_number(momentum, "optimizer.momentum", positive=True, below=1.0)
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
         be = hierarchy.backend
@@ -97,9 +90,9 @@ class Adam(Optimizer):
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ) -> None:
         super().__init__(lr)
-        self.beta1 = _positive(beta1, "optimizer.beta1", upper=1.0)
-        self.beta2 = _positive(beta2, "optimizer.beta2", upper=1.0)
-        self.eps = _positive(eps, "optimizer.eps")
+        self.beta1 = check_number(beta1, "optimizer.beta1", positive=True, below=1.0)
+        self.beta2 = check_number(beta2, "optimizer.beta2", positive=True, below=1.0)
+        self.eps = check_number(eps, "optimizer.eps", positive=True)
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
         be = hierarchy.backend

@@ -8,12 +8,12 @@ and its gradient, per sample.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from .backend import Backend
 from .errors import ConfigurationError, did_you_mean
+from .validation import check_number
 
 __all__ = ["Prior", "PRIOR_KINDS"]
 
@@ -45,14 +45,8 @@ class Prior:
                 f"{where}.kind: unknown prior {self.kind!r}; allowed: "
                 f"{', '.join(PRIOR_KINDS)}{did_you_mean(self.kind, PRIOR_KINDS)}"
             )
-        for key in ("mean", "scale"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigurationError(f"{where}.{key}: expected a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigurationError(f"{where}.{key}: must be finite, got {value!r}")
-        if self.scale <= 0:
-            raise ConfigurationError(f"{where}.scale: must be > 0, got {self.scale!r}")
+        check_number(self.mean, f"{where}.mean")
+        check_number(self.scale, f"{where}.scale", positive=True)
 
     def energy(self, be: Backend, mu: Any) -> Any:
         """Summed prior energy of a batch, as a 0-d array (divide by batch for a mean)."""

@@ -26,6 +26,7 @@ from .hierarchy import Hierarchy
 from .inference import State, feedforward
 from .optim import Optimizer
 from .rules import Gradients, Rule
+from .validation import check_int
 
 __all__ = ["Scheduler", "Event", "SLOTS"]
 
@@ -59,12 +60,6 @@ class Event:
     def hierarchy(self) -> Hierarchy:
         """The model being trained."""
         return self.scheduler.hierarchy
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigurationError(f"{where}: expected a whole number > 0, got {value!r}")
-    return int(value)
 
 
 class Scheduler:
@@ -108,8 +103,8 @@ class Scheduler:
         self.hierarchy = hierarchy
         self.rule = rule
         self.optimizer = optimizer
-        self.batch_size = _positive_int(batch_size, "schedule.batch_size")
-        self.epochs = _positive_int(epochs, "schedule.epochs")
+        self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
+        self.epochs = check_int(epochs, "schedule.epochs", minimum=1)
         self.seed = int(seed)
         self.x_train = self._inputs(x_train, "x_train")
         self.y_train = self._targets(y_train, len(x_train), "y_train")

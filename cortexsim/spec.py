@@ -8,7 +8,6 @@ recognition weights and predicts the area below through its generative weights.
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -16,42 +15,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError, did_you_mean
+from .errors import ConfigurationError
 from .nonlinear import get_activation
 from .priors import Prior
+from .validation import check_choice, check_int, check_keys, check_number
 
 __all__ = ["AreaSpec", "HierarchySpec", "WEIGHT_INITS", "FEEDBACK_INITS"]
 
 WEIGHT_INITS = ("glorot_uniform", "glorot_normal", "normal")
 FEEDBACK_INITS = ("random", "transpose", "zeros")
-
-
-def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigurationError(f"{where}: expected a table of settings, got {data!r}")
-    for key in data:
-        if key not in allowed:
-            raise ConfigurationError(
-                f"{where}.{key}: unknown key; allowed: {', '.join(allowed)}"
-                f"{did_you_mean(key, allowed)}"
-            )
-
-
-def _check_number(value: Any, where: str, *, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{where}: must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigurationError(f"{where}: must be > 0, got {value!r}")
-
-
-def _check_choice(value: Any, allowed: Sequence[str], where: str) -> None:
-    if value not in allowed:
-        raise ConfigurationError(
-            f"{where}: unknown value {value!r}; allowed: {', '.join(allowed)}"
-            f"{did_you_mean(value, allowed)}"
-        )
 
 
 @dataclass(frozen=True)
@@ -89,27 +61,24 @@ class AreaSpec:
         """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
         if not isinstance(self.name, str) or not self.name:
             raise ConfigurationError(f"{where}.name: expected a non-empty string, got {self.name!r}")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size <= 0:
-            raise ConfigurationError(
-                f"{where}.size: expected a whole number of units > 0, got {self.size!r}"
-            )
+        check_int(self.size, f"{where}.size", minimum=1)
         get_activation(self.activation, f"{where}.activation")
         get_activation(self.feedback_activation, f"{where}.feedback_activation")
-        _check_number(self.precision, f"{where}.precision", positive=True)
+        check_number(self.precision, f"{where}.precision", positive=True)
         if self.prior is not None:
             self.prior.validate(f"{where}.prior")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "area") -> AreaSpec:
         """Build from a plain mapping, naming ``where`` in errors."""
-        _check_keys(data, cls.KEYS, where)
+        check_keys(data, cls.KEYS, where)
         for key in ("name", "size"):
             if key not in data:
                 raise ConfigurationError(f"{where}.{key}: required key is missing")
         values = dict(data)
         prior = values.get("prior")
         if isinstance(prior, Mapping):
-            _check_keys(prior, ("kind", "mean", "scale"), f"{where}.prior")
+            check_keys(prior, ("kind", "mean", "scale"), f"{where}.prior")
             values["prior"] = Prior(**prior)
         elif prior is not None and not isinstance(prior, Prior):
             raise ConfigurationError(f"{where}.prior: expected a table, got {prior!r}")
@@ -169,9 +138,9 @@ class HierarchySpec:
                     f"of areas[{seen[area.name]}]; area names must be unique"
                 )
             seen[area.name] = index
-        _check_choice(self.weight_init, WEIGHT_INITS, f"{where}.weight_init")
-        _check_choice(self.feedback_init, FEEDBACK_INITS, f"{where}.feedback_init")
-        _check_number(self.init_scale, f"{where}.init_scale", positive=True)
+        check_choice(self.weight_init, WEIGHT_INITS, f"{where}.weight_init")
+        check_choice(self.feedback_init, FEEDBACK_INITS, f"{where}.feedback_init")
+        check_number(self.init_scale, f"{where}.init_scale", positive=True)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -202,7 +171,7 @@ class HierarchySpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "model") -> HierarchySpec:
         """Build from a plain mapping (a TOML table), naming ``where`` in errors."""
-        _check_keys(data, cls.KEYS, where)
+        check_keys(data, cls.KEYS, where)
         if "areas" not in data:
             raise ConfigurationError(f"{where}.areas: required key is missing")
         areas = data["areas"]

@@ -87,9 +87,9 @@ def test_make_optimizer_and_errors():
     assert make_optimizer("momentum", lr=0.1, momentum=0.5).momentum == 0.5
     with pytest.raises(ConfigurationError, match=r"optimizer\.name: unknown optimizer 'adma'; allowed: sgd, momentum, adam \(did you mean 'adam'\?\)"):
         make_optimizer("adma", lr=0.1)
-    with pytest.raises(ConfigurationError, match=r"optimizer\.lr: expected a number > 0, got -0\.1"):
+    with pytest.raises(ConfigurationError, match=r"optimizer\.lr: must be > 0, got -0\.1"):
         SGD(lr=-0.1)
-    with pytest.raises(ConfigurationError, match=r"optimizer\.momentum: expected a number > 0 and < 1\.0"):
+    with pytest.raises(ConfigurationError, match=r"optimizer\.momentum: must be < 1\.0"):
         Momentum(lr=0.1, momentum=1.0)
     with pytest.raises(ConfigurationError, match=r"optimizer\.beta2"):
         Adam(beta2=1.5)

@@ -37,7 +37,7 @@ def test_unknown_feedback_activation():
 
 @pytest.mark.parametrize("size", [0, -3])
 def test_size_must_be_positive(size):
-    with pytest.raises(ConfigurationError, match=rf"model\.areas\[1\]\.size: expected a whole number of units > 0, got {size}"):
+    with pytest.raises(ConfigurationError, match=rf"model\.areas\[1\]\.size: expected a whole number >= 1, got {size}"):
         HierarchySpec(areas(dict(name="a", size=2), dict(name="b", size=size)))
 
 

@@ -26,14 +26,14 @@ input is clamped (the first area's prediction) is computed once per batch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError, did_you_mean
+from ..errors import ConfigurationError
 from ..hierarchy import Hierarchy
 from ..losses import Loss
 from ..priors import Prior
+from ..validation import check_choice, check_int, check_number
 from .amortized import feedforward
 from .state import State
 
@@ -74,20 +74,11 @@ class Relaxation:
 
     def validate(self, where: str = "inference") -> None:
         """Raise ``ConfigurationError`` naming the offending key."""
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ConfigurationError(f"{where}.steps: expected a whole number >= 0, got {self.steps!r}")
-        for key in ("step_size", "tolerance"):
-            value = getattr(self, key)
-            if key == "tolerance" and value is None:
-                continue
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value <= 0:
-                raise ConfigurationError(f"{where}.{key}: expected a number > 0, got {value!r}")
-        if self.init not in INITS:
-            raise ConfigurationError(
-                f"{where}.init: unknown start {self.init!r}; allowed: {', '.join(INITS)}"
-                f"{did_you_mean(self.init, INITS)}"
-            )
+        check_int(self.steps, f"{where}.steps")
+        check_number(self.step_size, f"{where}.step_size", positive=True)
+        if self.tolerance is not None:
+            check_number(self.tolerance, f"{where}.tolerance", positive=True)
+        check_choice(self.init, INITS, f"{where}.init")
 
 
 class _Trace:
@@ -106,6 +97,15 @@ class _Trace:
             return False
         change = self.be.scalar(self.values[t] - self.values[t - 1])
         return abs(change) < self.tolerance
+
+
+def _start(mu: Any, swept: Any, init: str) -> Any:
+    """Fill an area's activity buffer with its starting value and return it."""
+    if init == "feedforward":
+        mu[...] = swept
+    else:
+        mu[...] = 0.0
+    return mu
 
 
 def relax_discriminative(
@@ -173,13 +173,7 @@ def relax_discriminative(
     pred_buf = [None, None] + [buf("pc.pred", l, shape(l)) for l in range(2, top + 1)]
     fprime_buf = [None, None] + [buf("pc.fp", l, shape(l)) for l in range(2, top + 1)]
     mu: list[Any] = [x]
-    for l in range(1, top):
-        m = buf("pc.mu", l, shape(l))
-        if settings.init == "feedforward":
-            m[...] = sweep.h[l]
-        else:
-            m[...] = 0.0
-        mu.append(m)
+    mu += [_start(buf("pc.mu", l, shape(l)), sweep.h[l], settings.init) for l in range(1, top)]
     mu.append(y)
     eps: list[Any] = [None] + [buf("pc.eps", l, shape(l)) for l in range(1, top)] + [None]
     g: list[Any] = [None] + [buf("pc.g", l, shape(l)) for l in range(1, top + 1)]
@@ -303,13 +297,7 @@ def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> Stat
 
     sweep = feedforward(hierarchy, x)
     mu: list[Any] = [x]
-    for l in range(1, top + 1):
-        m = buf("gen.mu", l, shape(l))
-        if settings.init == "feedforward":
-            m[...] = sweep.h[l]
-        else:
-            m[...] = 0.0
-        mu.append(m)
+    mu += [_start(buf("gen.mu", l, shape(l)), sweep.h[l], settings.init) for l in range(1, top + 1)]
     priors = [_prior(hierarchy, l) for l in range(top + 1)]
     eps: list[Any] = [buf("gen.eps", l, shape(l)) for l in range(top)] + [None]
     q: list[Any] = [None] * (top + 1)

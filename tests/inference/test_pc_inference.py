@@ -188,10 +188,10 @@ def test_tolerance_stops_early_and_without_it_runs_all_steps(backend_name):
         (dict(steps=-1), r"inference\.steps: expected a whole number >= 0, got -1"),
         (dict(steps=2.5), r"inference\.steps: expected a whole number"),
         (dict(steps=True), r"inference\.steps"),
-        (dict(step_size=0.0), r"inference\.step_size: expected a number > 0, got 0\.0"),
+        (dict(step_size=0.0), r"inference\.step_size: must be > 0, got 0\.0"),
         (dict(step_size=float("inf")), r"inference\.step_size"),
-        (dict(tolerance=-1e-3), r"inference\.tolerance: expected a number > 0"),
-        (dict(init="zero"), r"inference\.init: unknown start 'zero'; allowed: feedforward, zeros \(did you mean 'zeros'\?\)"),
+        (dict(tolerance=-1e-3), r"inference\.tolerance: must be > 0"),
+        (dict(init="zero"), r"inference\.init: unknown value 'zero'; allowed: feedforward, zeros \(did you mean 'zeros'\?\)"),
     ],
 )
 def test_bad_relaxation_settings(kwargs, match):
