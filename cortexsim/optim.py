@@ -26,6 +26,7 @@ class Optimizer:
         self.lr = check_number(lr, "optimizer.lr", positive=True)
         self.steps = 0
         self.slots: dict[tuple[str, ParameterKey], Any] = {}
+        self._backend: Any = None
 
     def slot(self, hierarchy: Hierarchy, kind: str, key: ParameterKey, like: Any) -> Any:
         """A zero-initialised array shaped like ``like``, kept across steps."""
@@ -36,6 +37,7 @@ class Optimizer:
 
     def step(self, hierarchy: Hierarchy, gradients: dict[ParameterKey, Any]) -> None:
         """Apply one update of every parameter that has a gradient."""
+        self._backend = hierarchy.backend
         self.steps += 1
         for key, grad in gradients.items():
             area_name, parameter = key
@@ -43,6 +45,26 @@ class Optimizer:
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step count and every kept slot, as host arrays (scratch excluded)."""
+        return {
+            "steps": self.steps,
+            "slots": {
+                (kind, key): self._backend.to_numpy(array)
+                for (kind, key), array in self.slots.items()
+                if kind != "tmp"
+            },
+        }
+
+    def load_state_dict(self, hierarchy: Hierarchy, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict`` onto ``hierarchy``'s backend."""
+        self.steps = int(state["steps"])
+        self.slots = {
+            (kind, key): hierarchy.backend.asarray(array)
+            for (kind, key), array in state["slots"].items()
+        }
+        self._backend = hierarchy.backend
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import ConfigurationError, DivergenceError, did_you_mean
 from .hierarchy import Hierarchy
+from .divergence import check_finite, check_parameters
 from .inference import State, feedforward
 from .optim import Optimizer
 from .rules import Gradients, Rule
@@ -55,6 +56,7 @@ class Event:
     state: State | None = None
     gradients: Gradients | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    error: BaseException | None = None
 
     @property
     def hierarchy(self) -> Hierarchy:
@@ -84,6 +86,9 @@ class Scheduler:
     x_test, y_test : numpy arrays, optional
         Held-out data; with integer labels, test accuracy of the feedforward
         sweep is measured at every epoch end.
+    check_every : int
+        Look for NaN or Inf every this many batches (0: only at epoch ends);
+        each check brings one number to the host.
     """
 
     def __init__(
@@ -99,11 +104,13 @@ class Scheduler:
         seed: int = 0,
         x_test: np.ndarray | None = None,
         y_test: np.ndarray | None = None,
+        check_every: int = 1,
     ) -> None:
         self.hierarchy = hierarchy
         self.rule = rule
         self.optimizer = optimizer
         self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
+        self.check_every = check_int(check_every, "schedule.check_every")
         self.epochs = check_int(epochs, "schedule.epochs", minimum=1)
         self.seed = int(seed)
         self.x_train = self._inputs(x_train, "x_train")
@@ -114,7 +121,10 @@ class Scheduler:
             slot: [] for slot in SLOTS
         }
         self.history: list[dict[str, float]] = []
-        self.step = 0
+        self.step = 0  # batches completed over the whole run
+        self.epoch = 0  # the epoch in progress
+        self.batch = 0  # the next batch of that epoch
+        self.totals: dict[str, Any] = {}  # the epoch's running sums, on the backend
 
     # -- data ------------------------------------------------------------
     def _inputs(self, x: np.ndarray, where: str) -> Any:
@@ -147,13 +157,15 @@ class Scheduler:
             )
         return self.hierarchy.backend.asarray(y)
 
-    def batches(self, epoch: int) -> Any:
-        """Yield (batch index, x, y) for one epoch in a seed-fixed order."""
+    def batches(self, epoch: int, start_batch: int = 0) -> Any:
+        """Yield (batch index, x, y) for one epoch in a seed-fixed order, from batch ``start``."""
         be = self.hierarchy.backend
         n = self.x_train.shape[0]
         order = np.random.default_rng([self.seed, epoch]).permutation(n)
         order_device = be.asarray(order, dtype=be.xp.int64)
         for batch, start in enumerate(range(0, n, self.batch_size)):
+            if batch < start_batch:
+                continue
             # Clip the stop: the array API leaves out-of-bounds slice stops unspecified.
             index = order_device[start : min(start + self.batch_size, n)]
             x = be.xp.take(self.x_train, index, axis=0)
@@ -189,45 +201,88 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> list[dict[str, float]]:
-        """Train for every epoch; returns the per-epoch metrics (also in ``history``):
+        """Train until the last epoch; returns the per-epoch metrics (also in ``history``):
         ``train_loss`` (feedforward loss, mean over batches), ``energy`` (free
         energy at the end of inference, mean over batches) and
-        ``test_accuracy`` where they apply."""
-        be = self.hierarchy.backend
-        self._fire(Event("run_start", self, epoch=0))
-        for epoch in range(len(self.history), self.epochs):
-            self._fire(Event("epoch_start", self, epoch=epoch))
-            totals: dict[str, Any] = {}
-            batches = 0
-            for batch, x, y in self.batches(epoch):
-                self._fire(Event("before_inference", self, epoch, batch, self.step, x, y))
-                state = self.rule.infer(self.hierarchy, x, y)
-                self._fire(Event("after_inference", self, epoch, batch, self.step, x, y, state))
-                gradients = self.rule.gradients(self.hierarchy, state)
-                self.optimizer.step(self.hierarchy, gradients)
-                self._fire(Event("after_learning", self, epoch, batch, self.step, x, y, state, gradients))
-                # Summed on the backend; brought to the host once per epoch.
-                if state.loss is not None:
-                    totals["train_loss"] = totals.get("train_loss", 0.0) + state.loss
-                if state.energy is not None:
-                    totals["energy"] = totals.get("energy", 0.0) + state.energy[-1]
-                batches += 1
-                self.step += 1
-            metrics: dict[str, float] = {"epoch": epoch + 1}
-            for name, total in totals.items():
-                metrics[name] = be.scalar(total) / batches
-                if not math.isfinite(metrics[name]):
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch + 1}: the mean {name} of rule "
-                        f"{self.rule.name!r} is {metrics[name]}; lower the learning "
-                        f"rate or the inference step size"
-                    )
-            if self.x_test is not None and self.labels_test is not None:
-                metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
-            self.history.append(metrics)
-            self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=metrics))
+        ``test_accuracy`` where they apply.
+
+        A scheduler restored with ``load_state_dict`` continues from the batch
+        after the one its state was taken at. ``run_end`` fires however the
+        run ends, with ``event.error`` set when an exception stopped it.
+        """
+        self._fire(Event("run_start", self, epoch=self.epoch, step=self.step))
+        try:
+            while self.epoch < self.epochs:
+                self._run_epoch(self.epoch)
+        except BaseException as error:
+            self._fire(Event("run_end", self, epoch=self.epoch, step=self.step, error=error))
+            raise
         self._fire(Event("run_end", self, epoch=self.epochs, step=self.step))
         return self.history
+
+    def _run_epoch(self, epoch: int) -> None:
+        be = self.hierarchy.backend
+        if self.batch == 0:
+            self.totals = {}
+            self._fire(Event("epoch_start", self, epoch=epoch, step=self.step))
+        for batch, x, y in self.batches(epoch, self.batch):
+            step = self.step
+            self._fire(Event("before_inference", self, epoch, batch, step, x, y))
+            state = self.rule.infer(self.hierarchy, x, y)
+            self._fire(Event("after_inference", self, epoch, batch, step, x, y, state))
+            gradients = self.rule.gradients(self.hierarchy, state)
+            self.optimizer.step(self.hierarchy, gradients)
+            # Summed on the backend; brought to the host once per epoch.
+            if state.loss is not None:
+                self.totals["train_loss"] = self.totals.get("train_loss", 0.0) + state.loss
+            if state.energy is not None:
+                self.totals["energy"] = self.totals.get("energy", 0.0) + state.energy[-1]
+            if self.check_every and (step + 1) % self.check_every == 0:
+                check_finite(self.hierarchy, state, epoch, batch, self.rule.name)
+            self.step, self.batch = step + 1, batch + 1
+            self._fire(Event("after_learning", self, epoch, batch, step, x, y, state, gradients))
+        metrics: dict[str, float] = {"epoch": epoch + 1}
+        batches = max(self.batch, 1)
+        for name, total in self.totals.items():
+            metrics[name] = be.scalar(total) / batches
+            if not math.isfinite(metrics[name]):
+                raise DivergenceError(
+                    f"training diverged in epoch {epoch + 1}: the mean {name} of rule "
+                    f"{self.rule.name!r} is {metrics[name]}; lower the learning "
+                    f"rate or the inference step size"
+                )
+        check_parameters(self.hierarchy, epoch, self.rule.name)
+        if self.x_test is not None and self.labels_test is not None:
+            metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
+        self.history.append(metrics)
+        self.epoch, self.batch, self.totals = epoch + 1, 0, {}
+        self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=metrics))
+
+    # -- state for checkpoints --------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run bit-identically, as host data:
+        parameters, optimizer state, position and the epoch's running sums."""
+        be = self.hierarchy.backend
+        return {
+            "position": {"epoch": self.epoch, "batch": self.batch, "step": self.step},
+            "history": [dict(m) for m in self.history],
+            "parameters": self.hierarchy.parameters_to_numpy(),
+            "optimizer": self.optimizer.state_dict(),
+            "totals": {name: be.to_numpy(be.xp.asarray(total)) for name, total in self.totals.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict``; the next ``run`` continues where it was taken."""
+        be = self.hierarchy.backend
+        self.hierarchy.load_parameters(state["parameters"])
+        self.optimizer.load_state_dict(self.hierarchy, state["optimizer"])
+        position = state["position"]
+        self.epoch, self.batch, self.step = position["epoch"], position["batch"], position["step"]
+        self.history = [dict(m) for m in state["history"]]
+        self.totals = {
+            name: be.asarray(value, dtype=be.dtype if value.dtype.kind == "f" else None)
+            for name, value in state["totals"].items()
+        }
 
     def accuracy(self, x: Any, labels: np.ndarray, batch_size: int = 1000) -> float:
         """Fraction of ``labels`` matched by the argmax of the feedforward sweep."""
