@@ -4,7 +4,7 @@ that callbacks (probes, checkpoints, progress) attach to.
 One batch::
 
     before_inference -> rule.infer -> after_inference
-    -> rule.gradients -> optimizer.step -> after_learning
+    -> rule.gradients -> before_update -> optimizer.step -> after_learning
 
 framed by ``run_start`` / ``epoch_start`` / ``epoch_end`` / ``run_end``.
 Callbacks in a slot run by (order, attachment order); ``schedule()`` prints
@@ -36,6 +36,7 @@ SLOTS = (
     "epoch_start",
     "before_inference",
     "after_inference",
+    "before_update",
     "after_learning",
     "epoch_end",
     "run_end",
@@ -188,7 +189,11 @@ class Scheduler:
         """A table of the slots in execution order and what runs in each."""
         lines = [f"{'slot':<18} {'order':>5}  callback"]
         for slot in SLOTS:
-            built_in = {"after_inference": "rule.infer (before)", "after_learning": "rule.gradients + optimizer.step (before)"}
+            built_in = {
+                "after_inference": "rule.infer (before)",
+                "before_update": "rule.gradients (before)",
+                "after_learning": "optimizer.step (before)",
+            }
             if slot in built_in:
                 lines.append(f"{slot:<18} {'':>5}  [{built_in[slot]}]")
             for order, _, label, _ in self.callbacks[slot]:
@@ -231,6 +236,7 @@ class Scheduler:
             state = self.rule.infer(self.hierarchy, x, y)
             self._fire(Event("after_inference", self, epoch, batch, step, x, y, state))
             gradients = self.rule.gradients(self.hierarchy, state)
+            self._fire(Event("before_update", self, epoch, batch, step, x, y, state, gradients))
             self.optimizer.step(self.hierarchy, gradients)
             # Summed on the backend; brought to the host once per epoch.
             if state.loss is not None:

@@ -9,6 +9,7 @@ recognition weights and predicts the area below through its generative weights.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +20,8 @@ from .errors import ConfigurationError
 from .nonlinear import get_activation
 from .priors import Prior
 from .validation import check_choice, check_int, check_keys, check_number
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 __all__ = ["AreaSpec", "HierarchySpec", "WEIGHT_INITS", "FEEDBACK_INITS"]
 
@@ -59,8 +62,11 @@ class AreaSpec:
 
     def validate(self, where: str) -> None:
         """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError(f"{where}.name: expected a non-empty string, got {self.name!r}")
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ConfigurationError(
+                f"{where}.name: expected a name of letters, digits, '_' or '-' (it is used in "
+                f"parameter keys and recording paths), got {self.name!r}"
+            )
         check_int(self.size, f"{where}.size", minimum=1)
         get_activation(self.activation, f"{where}.activation")
         get_activation(self.feedback_activation, f"{where}.feedback_activation")

@@ -71,7 +71,7 @@ def test_slots_fire_in_order():
             calls.append((event.slot, label, event.epoch, event.batch))
             if event.slot == "after_inference":
                 assert event.state is not None and event.gradients is None
-            if event.slot == "after_learning":
+            if event.slot in ("before_update", "after_learning"):
                 assert set(event.gradients) == set(h.parameters()) - {(n, p) for n in ("area1", "area2") for p in ("W_fb", "b_fb")}
             if event.slot == "epoch_end":
                 assert event.metrics["epoch"] == event.epoch + 1 and "train_loss" in event.metrics
@@ -90,7 +90,7 @@ def test_slots_fire_in_order():
     for epoch in range(2):
         expected += [("epoch_start", lab, epoch, -1) for lab in labels]
         for batch in range(2):
-            for slot in ("before_inference", "after_inference", "after_learning"):
+            for slot in ("before_inference", "after_inference", "before_update", "after_learning"):
                 expected += [(slot, lab, epoch, batch) for lab in labels]
         expected += [("epoch_end", lab, epoch, -1) for lab in labels]
     expected += [("run_end", lab, 2, -1) for lab in labels]

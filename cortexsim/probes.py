@@ -1,0 +1,212 @@
+"""Probes: declarations of what to record and when ("record X every Y").
+
+A probe names a quantity of a target (an area, a parameter, a metric), how
+often to take it (every N batches or epochs, optionally every k relaxation
+steps inside inference) and how many samples of the batch to keep. Rules and
+inference know nothing of probes: a probe reads the ``State``, the gradients
+and the hierarchy that the scheduler hands to its slots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+from .hierarchy import Hierarchy
+from .inference import State
+from .validation import check_choice, check_int, check_keys
+
+__all__ = ["Probe", "QUANTITIES", "METRICS", "row_shape", "row_value", "alignment"]
+
+QUANTITIES = ("activity", "error", "prediction", "weights", "update", "alignment", "energy", "metric")
+METRICS = ("loss", "energy", "steps")
+UNITS = {
+    "activity": "activity",
+    "error": "precision-weighted prediction error",
+    "prediction": "activity",
+    "weights": "weight",
+    "update": "gradient (descent direction)",
+    "alignment": "cosine, degrees",
+    "energy": "free energy per sample",
+    "metric": "",
+}
+PER_SAMPLE = ("activity", "error", "prediction")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What to record, of what, and how often.
+
+    Parameters
+    ----------
+    quantity : str
+        One of ``QUANTITIES``.
+    target : str
+        An area name (activity, error, prediction, alignment; ``"all"`` for the
+        overall alignment), ``"area.parameter"`` (weights, update, e.g.
+        ``"area1.W_ff"``), or a metric name (``loss``, ``energy``, ``steps``).
+        Unused for ``energy``.
+    every : int
+        Record every this many batches or epochs (>= 1).
+    every_unit : str
+        ``"batch"`` or ``"epoch"`` (taken at the epoch's end).
+    samples : int
+        Rows of the batch kept per record, for per-sample quantities.
+    inference_every : int
+        Also record every this many relaxation steps inside inference
+        (activity and error only; 0 = after inference only).
+    name : str
+        Dataset name in the recording; defaults to ``"target.quantity"``.
+    """
+
+    quantity: str
+    target: str = ""
+    every: int = 1
+    every_unit: str = "batch"
+    samples: int = 16
+    inference_every: int = 0
+    name: str = ""
+
+    KEYS = ("quantity", "target", "every", "every_unit", "samples", "inference_every", "name")
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            default = self.quantity if not self.target else f"{self.target}.{self.quantity}"
+            object.__setattr__(self, "name", default)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "probe") -> Probe:
+        """Build from a plain mapping (a TOML table), naming ``where`` in errors."""
+        check_keys(data, cls.KEYS, where)
+        if "quantity" not in data:
+            raise ConfigurationError(f"{where}.quantity: required key is missing")
+        probe = cls(**data)
+        probe.validate(where)
+        return probe
+
+    def validate(self, where: str = "probe", hierarchy: Hierarchy | None = None) -> None:
+        """Check the fields, and the target against ``hierarchy`` when given."""
+        check_choice(self.quantity, QUANTITIES, f"{where}.quantity")
+        check_int(self.every, f"{where}.every", minimum=1)
+        check_choice(self.every_unit, ("batch", "epoch"), f"{where}.every_unit")
+        check_int(self.samples, f"{where}.samples", minimum=1)
+        check_int(self.inference_every, f"{where}.inference_every")
+        if self.inference_every and self.quantity not in ("activity", "error"):
+            raise ConfigurationError(
+                f"{where}.inference_every: only activity and error probes record inside "
+                f"inference; {self.quantity!r} is taken once per batch"
+            )
+        if self.quantity == "metric":
+            check_choice(self.target, METRICS, f"{where}.target")
+        if hierarchy is None:
+            return
+        names = [area.name for area in hierarchy.areas]
+        if self.quantity in PER_SAMPLE:
+            check_choice(self.target, names, f"{where}.target")
+        elif self.quantity == "alignment":
+            check_choice(self.target, names[1:] + ["all"], f"{where}.target")
+        elif self.quantity in ("weights", "update"):
+            parameters = [f"{a}.{p}" for a, p in hierarchy.parameters()]
+            check_choice(self.target, parameters, f"{where}.target")
+
+    def to_json(self) -> str:
+        """The declaration as JSON (stored with the recording)."""
+        return json.dumps(asdict(self))
+
+
+def _area_index(hierarchy: Hierarchy, name: str) -> int:
+    return hierarchy[name].index
+
+
+def row_shape(probe: Probe, hierarchy: Hierarchy, inference_steps: int) -> tuple[int, ...]:
+    """Shape of one recorded row of ``probe``."""
+    if probe.quantity in PER_SAMPLE:
+        return (probe.samples, hierarchy[probe.target].size)
+    if probe.quantity in ("weights", "update"):
+        area, parameter = probe.target.split(".")
+        return tuple(getattr(hierarchy[area], parameter).shape)
+    if probe.quantity == "alignment":
+        return (2,)
+    if probe.quantity == "energy":
+        return (inference_steps + 1,)
+    return ()
+
+
+def dims(probe: Probe) -> list[str]:
+    """Axis names of the recorded dataset, time first."""
+    if probe.quantity in PER_SAMPLE:
+        return ["time", "sample", "unit"]
+    if probe.quantity in ("weights", "update"):
+        return ["time", "unit"] if probe.target.split(".")[1].startswith("b") else ["time", "row", "column"]
+    if probe.quantity == "alignment":
+        return ["time", "cosine_angle"]
+    if probe.quantity == "energy":
+        return ["time", "inference_step"]
+    return ["time"]
+
+
+def per_sample(state: State, hierarchy: Hierarchy, quantity: str, l: int) -> Any:
+    """Activity, error or prediction of area ``l`` in ``state`` (batch, n)."""
+    area = hierarchy.areas[l]
+    eps = state.eps[l] if state.eps is not None and l < len(state.eps) else None
+    if quantity == "activity":
+        return state.mu[l]
+    if quantity == "error":
+        return eps if eps is not None else state.errors[l]
+    if eps is None:  # no error is kept for this area: its prediction is the sweep's
+        return state.sweep.h[l]
+    return state.mu[l] - eps * (1.0 / area.precision)
+
+
+def row_value(probe: Probe, hierarchy: Hierarchy, state: State, gradients: Any, aligned: Any) -> Any:
+    """The value ``probe`` records for one batch (a backend array or a scalar)."""
+    q = probe.quantity
+    if q in PER_SAMPLE:
+        value = per_sample(state, hierarchy, q, _area_index(hierarchy, probe.target))
+        return value[: probe.samples, ...]
+    if q == "weights":
+        area, parameter = probe.target.split(".")
+        return getattr(hierarchy[area], parameter)
+    if q == "update":
+        area, parameter = probe.target.split(".")
+        return gradients[(area, parameter)]
+    if q == "alignment":
+        return aligned[probe.target]
+    if q == "energy":
+        return state.energy
+    if probe.target == "loss":
+        return state.loss
+    if probe.target == "energy":
+        return state.energy[-1]
+    return state.steps
+
+
+def alignment(hierarchy: Hierarchy, rule_gradients: Any, reference: Any) -> dict[str, Any]:
+    """Cosine and angle (degrees) between a rule's update and the reference
+    (backprop) update, per area (weights and biases together) and over all.
+
+    Returns a dict area name or ``"all"`` -> backend array ``[cosine, angle]``.
+    """
+    be = hierarchy.backend
+    xp = be.xp
+    dots: dict[str, Any] = {}
+    total = [0.0, 0.0, 0.0]
+    for (area, parameter), ref in reference.items():
+        mine = rule_gradients.get((area, parameter))
+        if mine is None:
+            continue
+        terms = (xp.sum(mine * ref), xp.sum(mine * mine), xp.sum(ref * ref))
+        previous = dots.get(area, (0.0, 0.0, 0.0))
+        dots[area] = tuple(p + t for p, t in zip(previous, terms))
+        total = [p + t for p, t in zip(total, terms)]
+    dots["all"] = tuple(total)
+    result = {}
+    for name, (dot, mine2, ref2) in dots.items():
+        cosine = dot / (xp.sqrt(mine2 * ref2) + 1e-30)
+        cosine = xp.clip(cosine, -1.0, 1.0)
+        result[name] = xp.stack([cosine, xp.acos(cosine) * (180.0 / math.pi)])
+    return result

@@ -1,0 +1,212 @@
+"""The recorder: takes the rows the probes declare at the scheduler's slots,
+buffers them on the backend and writes them to the HDF5 file in chunks.
+
+Batch probes record at ``before_update`` — the state, the gradients the rule
+proposes and the weights that produced them, before the optimizer changes
+anything. Each probe owns a backend buffer of ``chunk`` rows: recording is a
+device-side copy, and a flush is one device-to-host copy per probe, so memory
+stays bounded however long the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, DivergenceError
+from ..probes import UNITS, Probe, alignment, dims, row_shape, row_value
+from ..rules import Backprop
+from ..scheduler import Event, Scheduler
+from .schema import environment
+from .writer import ProbeLayout, RecordingWriter
+
+__all__ = ["Recorder"]
+
+_BUFFER_BYTES = 8 << 20
+
+
+class _Channel:
+    """One probe's backend buffer and host-side indices."""
+
+    def __init__(self, probe: Probe, shape: tuple[int, ...], scheduler: Scheduler) -> None:
+        be = scheduler.hierarchy.backend
+        self.probe = probe
+        self.shape = shape
+        row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(be.dtype_name).itemsize)
+        self.capacity = int(max(1, min(1024, _BUFFER_BYTES // row_bytes)))
+        self.buffer = be.empty((self.capacity, *shape))
+        self.rows = 0
+        self.index: list[tuple[int, int, int]] = []
+
+    def record(self, value: Any, step: int, epoch: int, inference_step: int = -1) -> bool:
+        """Copy one row into the buffer; True when the buffer is full."""
+        row = self.buffer[self.rows, ...]
+        if self.shape and value.shape != self.shape:  # a short batch or an early-stopped trace
+            row[...] = float("nan")
+            region = tuple(slice(0, n) for n in value.shape)
+            row[region] = value
+        else:
+            row[...] = value
+        self.rows += 1
+        self.index.append((step, epoch, inference_step))
+        return self.rows == self.capacity
+
+
+class Recorder:
+    """Records probes of one run into an HDF5 file (docs/format.md).
+
+    Parameters
+    ----------
+    path : path
+        Final name of the recording; it is ``path + ".partial"`` until the run completes.
+    probes : sequence of Probe
+    config : mapping, optional
+        The run's full configuration, stored as JSON for reruns.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], probes: Sequence[Probe], config: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.probes = list(probes)
+        self.config = dict(config or {})
+        names = [probe.name for probe in self.probes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"probes: two probes are named {duplicates[0]!r}; give one a different 'name'"
+            )
+        self.writer: RecordingWriter | None = None
+        self.channels: list[_Channel] = []
+        self._last: Event | None = None
+        self.final_path: Path | None = None
+
+    # -- set-up ------------------------------------------------------------------
+    def attach(self, scheduler: Scheduler, resume: dict[str, Any] | None = None) -> None:
+        """Create (or, with ``resume`` cursors from a checkpoint, reopen) the file
+        and hook into the scheduler's slots."""
+        hierarchy, rule = scheduler.hierarchy, scheduler.rule
+        steps = getattr(getattr(rule, "inference", None), "steps", None)
+        for i, probe in enumerate(self.probes):
+            probe.validate(f"probes[{i}]", hierarchy)
+            if probe.quantity == "energy" and steps is None:
+                raise ConfigurationError(
+                    f"probes[{i}]: rule {rule.name!r} has no relaxation, so it has no energy trace"
+                )
+            if probe.quantity == "alignment" and getattr(rule, "mode", "discriminative") != "discriminative":
+                raise ConfigurationError(
+                    f"probes[{i}]: alignment compares recognition-weight updates with backprop; "
+                    f"rule {rule.name!r} in mode {rule.mode!r} learns generative weights"
+                )
+            if probe.inference_every:
+                raise ConfigurationError(
+                    f"probes[{i}].inference_every: recording inside inference is not available "
+                    "in this version; use 0"
+                )
+        self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
+        self.reference = Backprop(rule.loss) if any(p.quantity == "alignment" for p in self.probes) else None
+        be = self.backend = hierarchy.backend
+        if resume is not None:
+            self.writer = RecordingWriter.reopen(self.path, resume["cursors"], resume["metric_rows"])
+        else:
+            layouts = [
+                ProbeLayout(
+                    name=c.probe.name,
+                    row_shape=c.shape,
+                    dtype=be.dtype_name,
+                    attrs={
+                        "quantity": c.probe.quantity,
+                        "target": c.probe.target,
+                        "unit": UNITS[c.probe.quantity] or c.probe.target,
+                        "every": c.probe.every,
+                        "every_unit": c.probe.every_unit,
+                        "inference_every": c.probe.inference_every,
+                        "samples": c.probe.samples if c.probe.quantity in ("activity", "error", "prediction") else 0,
+                        "dims": json.dumps(dims(c.probe)),
+                    },
+                )
+                for c in self.channels
+            ]
+            metrics = (["train_loss"] if scheduler.y_train is not None else [])
+            metrics += ["energy"] if steps is not None else []
+            metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
+            config = {**self.config, "probes": [asdict(p) for p in self.probes]}
+            self.writer = RecordingWriter(
+                self.path,
+                attrs={"backend": be.name, "dtype": be.dtype_name, "seed": scheduler.seed, "rule": rule.name},
+                config=config,
+                environment=environment(be),
+                probes=layouts,
+                metrics=metrics,
+            )
+        scheduler.attach("before_update", self._after_batch, order=100, name=f"record {len(self.probes)} probes")
+        scheduler.attach("epoch_end", self._after_epoch, order=100, name="record epoch metrics")
+        scheduler.attach("run_end", self._run_end, order=100, name="close recording")
+
+    # -- taking rows --------------------------------------------------------------
+    def _take(self, channels: list[_Channel], event: Event) -> None:
+        aligned = None
+        if self.reference is not None and any(c.probe.quantity == "alignment" for c in channels):
+            aligned = alignment(
+                event.hierarchy, event.gradients, self.reference.gradients(event.hierarchy, event.state)
+            )
+        for channel in channels:
+            value = row_value(channel.probe, event.hierarchy, event.state, event.gradients, aligned)
+            if channel.record(value, event.step, event.epoch):
+                self._flush(channel)
+
+    def _after_batch(self, event: Event) -> None:
+        due = [
+            c for c in self.channels
+            if c.probe.every_unit == "batch" and event.step % c.probe.every == 0
+        ]
+        if due:
+            self._take(due, event)
+        self._last = event
+
+    def _after_epoch(self, event: Event) -> None:
+        due = [
+            c for c in self.channels
+            if c.probe.every_unit == "epoch" and (event.epoch + 1) % c.probe.every == 0
+        ]
+        if due and self._last is not None:
+            last = self._last
+            self._take(due, Event("epoch_end", event.scheduler, event.epoch, last.batch, last.step,
+                                  last.x, last.y, last.state, last.gradients))
+        self.writer.append_metrics(event.metrics["epoch"], event.metrics)
+
+    # -- writing ---------------------------------------------------------------------
+    def _flush(self, channel: _Channel) -> None:
+        if channel.rows == 0:
+            return
+        host = self.backend.to_numpy(channel.buffer[: channel.rows, ...])
+        index = np.asarray(channel.index, dtype=np.int64)
+        self.writer.append(channel.probe.name, host, index[:, 0], index[:, 1], index[:, 2])
+        channel.rows = 0
+        channel.index.clear()
+
+    def flush(self) -> dict[str, Any]:
+        """Write every buffered row; returns the cursors a checkpoint stores."""
+        for channel in self.channels:
+            self._flush(channel)
+        return {
+            "cursors": {c.probe.name: self.writer.rows(c.probe.name) for c in self.channels},
+            "metric_rows": int(self.writer.file["metrics"]["epoch"].shape[0]),
+        }
+
+    def _run_end(self, event: Event) -> None:
+        if self.writer is None or not self.writer.file.id.valid:
+            return
+        self.flush()
+        if event.error is None:
+            status = "complete"
+        elif isinstance(event.error, DivergenceError):
+            status = "diverged"
+        else:
+            status = "running"  # interrupted: resumable from the last checkpoint
+        self.final_path = self.writer.close(status)
+

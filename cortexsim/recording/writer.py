@@ -1,0 +1,201 @@
+"""The HDF5 writer of recordings (format in docs/format.md).
+
+Everything is created before the first row, then the file switches to SWMR
+mode, in which HDF5 keeps the file consistent for readers at every flush: a
+killed run leaves a file that opens and holds every flushed row. Rows of a
+chunk go to ``data`` first and are flushed before their indices are written,
+so an index row that reads as written always points at data on disk.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from .schema import FORMAT, FORMAT_VERSION, INDEX_FILL, PARTIAL_SUFFIX
+
+__all__ = ["ProbeLayout", "RecordingWriter", "partial_path"]
+
+_CHUNK_BYTES = 1 << 20
+_INDEXES = ("step", "epoch", "inference_step")
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Everything the writer needs to create one probe's datasets."""
+
+    name: str
+    row_shape: tuple[int, ...]
+    dtype: str
+    attrs: Mapping[str, Any]
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """The temporary name a recording has until its run completes."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _compression() -> dict[str, Any]:
+    if h5py.h5z.filter_avail(h5py.h5z.FILTER_LZF):
+        return {"compression": "lzf", "shuffle": True}
+    return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+def _time_series(group: h5py.Group, name: str, row_shape: tuple[int, ...], dtype: Any, fill: Any = None) -> None:
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    rows = int(max(1, min(1024, _CHUNK_BYTES // row_bytes)))
+    group.create_dataset(
+        name,
+        shape=(0, *row_shape),
+        maxshape=(None, *row_shape),
+        chunks=(rows, *row_shape),
+        dtype=dtype,
+        fillvalue=fill,
+        **_compression(),
+    )
+
+
+def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
+    start = dataset.shape[0]
+    dataset.resize(start + len(rows), axis=0)
+    dataset[start:] = rows
+
+
+class RecordingWriter:
+    """Creates a recording under its temporary name and appends rows to it.
+
+    Parameters
+    ----------
+    path : path
+        Final name of the recording (``.h5``); the file is written as
+        ``path + ".partial"`` until ``complete``.
+    attrs : mapping
+        Root attributes besides the format's own (backend, dtype, seed, rule).
+    config, environment : mappings
+        Stored as JSON text in ``/config`` and ``/environment``.
+    probes : sequence of ProbeLayout
+    metrics : sequence of str
+        Names of the per-epoch metrics.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        attrs: Mapping[str, Any],
+        config: Mapping[str, Any],
+        environment: Mapping[str, Any],
+        probes: Sequence[ProbeLayout],
+        metrics: Sequence[str],
+    ) -> None:
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(self.partial, "w", libver="latest") as f:
+            f.attrs.update(
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "cortexsim_version": __version__,
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "status": "running",
+                    **attrs,
+                }
+            )
+            f.create_dataset("config", data=json.dumps(config, default=str))
+            f.create_dataset("environment", data=json.dumps(environment, default=str))
+            group = f.create_group("metrics")
+            _time_series(group, "epoch", (), np.int64, INDEX_FILL)
+            for name in metrics:
+                _time_series(group, name, (), np.float64, np.nan)
+            for layout in probes:
+                probe = f.create_group(f"probes/{layout.name}")
+                probe.attrs.update(layout.attrs)
+                _time_series(probe, "data", layout.row_shape, layout.dtype, np.nan)
+                for index in _INDEXES:
+                    _time_series(probe, index, (), np.int64, INDEX_FILL)
+        self._open()
+
+    @classmethod
+    def reopen(
+        cls, path: str | os.PathLike[str], cursors: Mapping[str, int], metric_rows: int
+    ) -> RecordingWriter:
+        """Continue a recording after a crash: keep the first ``cursors[probe]``
+        rows of every probe and ``metric_rows`` epoch rows (what the checkpoint
+        being resumed had flushed), drop the rest, and open it for appending."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.partial = partial_path(writer.path)
+        rebuilt = writer.partial.with_name(writer.partial.name + ".rebuild")
+        # A killed SWMR writer leaves "file in use" flags that block opening for
+        # writing; a SWMR reader ignores them, so copy into a fresh file.
+        with h5py.File(writer.partial, "r", libver="latest", swmr=True) as old, h5py.File(
+            rebuilt, "w", libver="latest"
+        ) as new:
+            new.attrs.update(dict(old.attrs))
+            for name in ("config", "environment"):
+                new.create_dataset(name, data=old[name][()])
+            for group_name in ["metrics"] + [f"probes/{p}" for p in old["probes"]]:
+                keep = metric_rows if group_name == "metrics" else cursors.get(group_name[7:], 0)
+                source, target = old[group_name], new.require_group(group_name)
+                target.attrs.update(dict(source.attrs))
+                for name, dataset in source.items():
+                    _time_series(target, name, dataset.shape[1:], dataset.dtype, dataset.fillvalue)
+                    _append(target[name], dataset[:keep])
+        os.replace(rebuilt, writer.partial)
+        writer._open()
+        return writer
+
+    def _open(self) -> None:
+        self.file = h5py.File(self.partial, "r+", libver="latest")
+        self.file.swmr_mode = True
+
+    # -- appending ------------------------------------------------------------
+    def append(self, probe: str, rows: np.ndarray, step: np.ndarray, epoch: np.ndarray, inference_step: np.ndarray) -> None:
+        """Append rows of one probe with their indices, data first."""
+        group = self.file["probes"][probe]
+        _append(group["data"], rows)
+        self.file.flush()
+        for name, values in (("step", step), ("epoch", epoch), ("inference_step", inference_step)):
+            _append(group[name], np.asarray(values, dtype=np.int64))
+        self.file.flush()
+
+    def append_metrics(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Append one epoch's metrics (names not given are stored as NaN)."""
+        group = self.file["metrics"]
+        for name, dataset in group.items():
+            if name != "epoch":
+                _append(dataset, np.array([metrics.get(name, np.nan)], dtype=np.float64))
+        self.file.flush()
+        _append(group["epoch"], np.array([epoch], dtype=np.int64))
+        self.file.flush()
+
+    def rows(self, probe: str) -> int:
+        """Rows of ``probe`` on disk."""
+        return int(self.file["probes"][probe]["step"].shape[0])
+
+    # -- ending ------------------------------------------------------------------
+    def close(self, status: str = "running") -> Path:
+        """Close the file and set its status; ``"complete"`` also renames it to
+        its final name (the completion signal). Returns the file's path."""
+        if self.file.id.valid:
+            self.file.flush()
+            self.file.close()
+        # SWMR mode forbids changing attributes, so the status is set after closing.
+        with h5py.File(self.partial, "r+", libver="latest") as f:
+            f.attrs["status"] = status
+        with open(self.partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if status != "complete":
+            return self.partial
+        os.replace(self.partial, self.path)
+        return self.path
