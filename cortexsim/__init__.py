@@ -18,7 +18,11 @@ from .hierarchy import Hierarchy, build
 from .inference import Relaxation, State, feedforward
 from .optim import SGD, Adam, Momentum, make_optimizer
 from .priors import Prior
+from .probes import Probe
+from .recording import Recorder, Recording
+from .recording import open_recording as open  # noqa: A001 - cortexsim.open(path), like h5py.File
 from .rules import Backprop, PredictiveCoding, make_rule
+from .runs import run_recorded
 from .scheduler import Scheduler
 from .spec import AreaSpec, HierarchySpec
 
@@ -45,6 +49,11 @@ __all__ = [
     "Adam",
     "make_optimizer",
     "Scheduler",
+    "Probe",
+    "Recorder",
+    "Recording",
+    "open",
+    "run_recorded",
     "CortexsimError",
     "ConfigurationError",
     "BackendError",

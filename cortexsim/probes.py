@@ -145,7 +145,7 @@ def dims(probe: Probe) -> list[str]:
     if probe.quantity == "alignment":
         return ["time", "cosine_angle"]
     if probe.quantity == "energy":
-        return ["time", "inference_step"]
+        return ["time", "relaxation_step"]
     return ["time"]
 
 

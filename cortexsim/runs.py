@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpointer, load_checkpoint
-from .errors import FormatError
 from .probes import Probe
 from .recording import Recorder, partial_path
 from .scheduler import Scheduler
@@ -37,17 +36,16 @@ def run_recorded(
 
     With ``resume``, continue a run that was killed: the scheduler is restored
     from the last checkpoint, rows recorded after it are dropped, and the run
-    goes on; on NumPy the result is bit-identical to an uninterrupted run.
+    goes on; on NumPy the result is bit-identical to an uninterrupted run. A
+    run killed before its first checkpoint starts again from the beginning.
     Returns the path of the completed recording.
     """
     path = Path(path)
     recorder = Recorder(path, probes, config=config)
     checkpoints = checkpoint_path(path)
-    if resume:
-        if path.exists() and not partial_path(path).exists():
-            return path  # already complete
-        if not partial_path(path).exists():
-            raise FormatError(f"{partial_path(path)}: no partial recording to resume")
+    if resume and path.exists() and not partial_path(path).exists():
+        return path  # the run completed already
+    if resume and partial_path(path).exists() and checkpoints.exists():
         state, extra = load_checkpoint(checkpoints)
         scheduler.load_state_dict(state)
         recorder.attach(scheduler, resume=extra)

@@ -1,8 +1,7 @@
 """Read a recording back (``cortexsim.open``), following ``docs/format.md``.
 
-Opening parses only the small parts of the file (root attributes, the JSON
-configuration and environment, the per-epoch metrics); probe data stays on
-disk until it is asked for, so a recording larger than memory can be sliced.
+Opening reads only the small parts (attributes, JSON texts, per-epoch metrics);
+probe rows stay on disk until asked for, so a file larger than memory can be sliced.
 """
 
 from __future__ import annotations
@@ -44,11 +43,9 @@ def _written(index: np.ndarray) -> int:
 
 def _unreadable(path: Path, exc: BaseException) -> FormatError:
     """Explain why HDF5 could not read ``path``, from its error ``exc``."""
-    if "truncated" in str(exc).lower():
-        reason = "the HDF5 file is truncated (an interrupted copy or a full disk?)"
-    else:
-        reason = "the HDF5 file is corrupt or unreadable"
-    return FormatError(f"{path}: {reason} [HDF5: {exc}]")
+    cut = "truncated" in str(exc).lower()
+    reason = "truncated (an interrupted copy or a full disk?)" if cut else "corrupt or unreadable"
+    return FormatError(f"{path}: the HDF5 file is {reason} [HDF5: {exc}]")
 
 
 def _meta(key: str, kind: type, doc: str) -> property:
@@ -60,22 +57,10 @@ def _index(name: str, doc: str) -> property:
 
 
 class ProbeData:
-    """One probe's rows, read lazily from ``/probes/<name>``.
-
-    Parameters
-    ----------
-    name : str
-        The probe's name (its group under ``/probes``).
-    group : h5py.Group
-        The open probe group; nothing is read from it until asked.
-    path : pathlib.Path
-        The recording's file, named in error messages.
-    """
+    """One probe's rows, read lazily from its open group ``/probes/<name>`` of file ``path``."""
 
     def __init__(self, name: str, group: h5py.Group, path: Path) -> None:
-        self.name = name
-        self._group = group
-        self._path = path
+        self.name, self._group, self._path = name, group, path
         self._n_rows: int | None = None
 
     def _attr(self, key: str) -> Any:
@@ -89,8 +74,6 @@ class ProbeData:
             raise FormatError(f"{self._path}: probe {self.name!r} has no {dataset!r} dataset")
         try:
             return np.asarray(self._group[dataset][selection])
-        except FormatError:
-            raise
         except OSError as exc:
             raise _unreadable(self._path, exc) from exc
 
@@ -129,26 +112,23 @@ class ProbeData:
         """Return every valid row, shape ``(n_rows, *row_shape)``."""
         return self._read("data", slice(0, self.n_rows))
 
-    def _rows(self, time: Any) -> np.ndarray:
-        """Read the rows ``time`` (int, slice, integer or boolean array) of the data."""
-        n = self.n_rows
-        if isinstance(time, slice) and time.indices(n)[2] > 0:
-            return self._read("data", slice(*time.indices(n)))
-        index = np.arange(n)[time]  # numpy resolves negatives and masks, and checks bounds
-        if index.ndim == 0 or index.size == 0:
-            return self._read("data", int(index) if index.ndim == 0 else slice(0, 0))
-        # h5py reads increasing unique rows only; order and repeats are restored in memory.
-        unique = np.unique(index)
-        return self._read("data", unique)[np.searchsorted(unique, index)]
-
     def __getitem__(self, key: Any) -> np.ndarray:
         """Read only the asked rows; the first index is time, the rest apply to each row."""
         key = key if isinstance(key, tuple) else (key,)
-        if not key or key[0] is Ellipsis:
+        time, n = (key[0] if key else Ellipsis), self.n_rows
+        if time is Ellipsis:
             return self.to_numpy()[key]
-        rows = self._rows(key[0])
-        # An integer time index drops the time axis; anything else keeps it.
-        return rows[key[1:]] if np.ndim(key[0]) == 0 and not isinstance(key[0], slice) else rows[(slice(None), *key[1:])]
+        if isinstance(time, slice) and time.indices(n)[2] > 0:
+            rows = self._read("data", slice(*time.indices(n)))
+        else:
+            index = np.arange(n)[time]  # numpy resolves negatives and masks, and checks bounds
+            if index.ndim == 0:
+                return self._read("data", int(index))[key[1:]]
+            # h5py reads increasing unique rows only; order and repeats are restored in memory.
+            unique = np.unique(index)
+            rows = self._read("data", unique if unique.size else slice(0, 0))
+            rows = rows[np.searchsorted(unique, index)]
+        return rows[(slice(None), *key[1:])]
 
     def at(self, step: int | None = None, epoch: int | None = None) -> np.ndarray:
         """Return the ``(k, *row_shape)`` rows taken at a batch ``step`` and/or ``epoch``.
@@ -165,7 +145,7 @@ class ProbeData:
             mask &= self.step == step
         if epoch is not None:
             mask &= self.epoch == epoch
-        return self._rows(np.flatnonzero(mask))
+        return self[np.flatnonzero(mask)]
 
     def to_xarray(self) -> Any:
         """Return the valid rows as an ``xarray.DataArray``, step and epoch on time."""
@@ -174,8 +154,6 @@ class ProbeData:
         except ImportError as exc:
             raise CortexsimError("to_xarray() needs xarray: pip install xarray") from exc
         data, dims = self.to_numpy(), self.dims
-        if len(dims) != data.ndim:
-            raise FormatError(f"{self._path}: probe {self.name!r} has dims {dims} for {data.ndim}-d data")
         coords = {"step": (dims[0], self.step), "epoch": (dims[0], self.epoch)}
         # Energy rows have an axis named inference_step; a time coordinate may not reuse it.
         if "inference_step" not in dims:
@@ -212,20 +190,8 @@ def _json(file: h5py.File, name: str, path: Path) -> dict[str, Any]:
         raise FormatError(f"{path}: /{name} is not valid JSON ({exc})") from exc
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 class Recording:
-    """An open recording: metadata in memory, probe rows on disk until read.
-
-    Parameters
-    ----------
-    path : pathlib.Path
-        The file, as given to :func:`open_recording`.
-    file : h5py.File
-        The open file, already checked to be a cortexsim recording.
-    """
+    """An open recording (from :func:`open_recording`): metadata in memory, rows on disk."""
 
     def __init__(self, path: Path, file: h5py.File) -> None:
         self.path, self._file = path, file
@@ -240,7 +206,8 @@ class Recording:
         n = _written(metrics["epoch"]) if "epoch" in metrics else None
         self.metrics: dict[str, np.ndarray] = {k: np.asarray(v)[:n] for k, v in metrics.items()}
         group = _part(file, "probes", h5py.Group, path)
-        self.probes = _Probes((k, ProbeData(k, g, path)) for k, g in group.items())
+        probes = ((k, ProbeData(k, g, path)) for k, g in group.items() if isinstance(g, h5py.Group))
+        self.probes = _Probes(probes)
         self.probes.file = path.name
 
     def __getitem__(self, name: str) -> ProbeData:
@@ -262,26 +229,21 @@ class Recording:
         self.close()
 
     def __repr__(self) -> str:
-        head = (
-            f"<Recording {self.path.name}: {self.status}, rule {self.attrs.get('rule', '?')}, "
-            f"backend {self.attrs.get('backend', '?')}, {_count(len(self.probes), 'probe')}"
-        )
+        rule, backend = self.attrs.get("rule", "?"), self.attrs.get("backend", "?")
+        head = f"<Recording {self.path.name}: {self.status}, rule {rule}, backend {backend}"
         if not self._file:
-            return head + ", closed>"
+            return f"{head}, {len(self.probes)} probes, closed>"
         rows = sum(p.n_rows for p in self.probes.values())
         epochs = len(self.metrics.get("epoch", ()))
-        return f"{head}, {_count(rows, 'row')}, {_count(epochs, 'epoch')}>"
-
-    __str__ = __repr__
+        return f"{head}, {len(self.probes)} probes, {rows} rows, {epochs} epochs>"
 
 
 def _check_identity(path: Path, attrs: h5py.AttributeManager) -> None:
     """Refuse an HDF5 file that is not a recording this reader understands."""
-    if "format" not in attrs:
-        raise FormatError(f"{path}: HDF5 but not a cortexsim recording (no root attribute 'format')")
-    fmt = _plain(attrs["format"])
+    fmt = _plain(attrs.get("format"))
     if fmt != FORMAT:
-        raise FormatError(f"{path}: not a cortexsim recording (format is {fmt!r}, not {FORMAT!r})")
+        why = "no root attribute 'format'" if fmt is None else f"format is {fmt!r}, not {FORMAT!r}"
+        raise FormatError(f"{path}: an HDF5 file but not a cortexsim recording ({why})")
     version = _plain(attrs.get("format_version"))
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise FormatError(f"{path}: invalid format_version {version!r} (not a positive integer)")
@@ -315,8 +277,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
     """
     path = Path(os.fspath(path))
     if not path.is_file():
-        reason = "is a directory, not a recording" if path.is_dir() else "no such file"
-        raise FormatError(f"{path}: {reason}")
+        raise FormatError(f"{path}: no such file" + (" (a directory)" if path.is_dir() else ""))
     if not h5py.is_hdf5(path):
         raise FormatError(f"{path}: not an HDF5 file, so not a cortexsim recording")
     file = _open_h5(path)
@@ -328,13 +289,11 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
         if isinstance(exc, OSError) and not isinstance(exc, FormatError):
             raise _unreadable(path, exc) from exc  # a read past the part HDF5 could open
         raise
-    partial = path.name.endswith(".partial")
-    if recording.status == "diverged":
-        message = "the run diverged; only the rows flushed before it stopped are shown"
-    elif recording.status != "complete" or partial:
-        why = f"status {recording.status!r}" + (", .partial file" if partial else "")
-        message = f"the run did not complete ({why}); only the rows flushed so far are shown"
-    else:
-        return recording
-    warnings.warn(f"{path}: {message}", RuntimeWarning, stacklevel=2)
+    # The rename from .partial is the writer's completion signal, whatever the status says.
+    status, partial = recording.status, path.name.endswith(".partial")
+    if status != "complete" or partial:
+        why = f"status {status!r}" + (", .partial file" if partial else "")
+        what = "diverged" if status == "diverged" else f"did not complete ({why})"
+        message = f"{path}: the run {what}; only the rows flushed so far are shown"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return recording

@@ -25,8 +25,12 @@ from .schema import FORMAT, FORMAT_VERSION, INDEX_FILL, PARTIAL_SUFFIX
 
 __all__ = ["ProbeLayout", "RecordingWriter", "partial_path"]
 
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 64 << 10
+_COPY_BYTES = 64 << 20
 _INDEXES = ("step", "epoch", "inference_step")
+# Appending to a compressed chunk rewrites it elsewhere in the file; tracking
+# the freed space lets later chunks reuse it instead of growing the file.
+_SPACE = {"fs_strategy": "fsm", "fs_persist": True}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,44 @@ def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
     dataset[start:] = rows
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _rewrite(
+    path: Path, cursors: Mapping[str, int] | None = None, metric_rows: int | None = None
+) -> None:
+    """Copy a recording into a fresh file and replace it, keeping only the
+    first ``cursors[probe]`` / ``metric_rows`` rows where those are given.
+
+    A killed SWMR writer leaves "file in use" flags that block opening for
+    writing; a SWMR reader ignores them, so the copy also clears them.
+    """
+    fresh = path.with_name(path.name + ".rewrite")
+    with h5py.File(path, "r", libver="latest", swmr=True) as old, h5py.File(
+        fresh, "w", libver="latest", **_SPACE
+    ) as new:
+        new.attrs.update(dict(old.attrs))
+        for name in ("config", "environment"):
+            new.create_dataset(name, data=old[name][()])
+        for group_name in ["metrics"] + [f"probes/{p}" for p in old["probes"]]:
+            if group_name == "metrics":
+                keep = metric_rows
+            else:
+                keep = None if cursors is None else cursors.get(group_name[len("probes/"):], 0)
+            source, target = old[group_name], new.require_group(group_name)
+            target.attrs.update(dict(source.attrs))
+            for name, dataset in source.items():
+                _time_series(target, name, dataset.shape[1:], dataset.dtype, dataset.fillvalue)
+                rows = dataset.shape[0] if keep is None else min(keep, dataset.shape[0])
+                block = max(1, _COPY_BYTES // max(1, dataset.dtype.itemsize * int(np.prod(dataset.shape[1:]))))
+                for start in range(0, rows, block):  # bounded memory however long the run
+                    _append(target[name], dataset[start : min(start + block, rows)])
+    _fsync(fresh)
+    os.replace(fresh, path)
+
+
 class RecordingWriter:
     """Creates a recording under its temporary name and appends rows to it.
 
@@ -100,7 +142,7 @@ class RecordingWriter:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.partial, "w", libver="latest") as f:
+        with h5py.File(self.partial, "w", libver="latest", **_SPACE) as f:
             f.attrs.update(
                 {
                     "format": FORMAT,
@@ -135,23 +177,7 @@ class RecordingWriter:
         writer = cls.__new__(cls)
         writer.path = Path(path)
         writer.partial = partial_path(writer.path)
-        rebuilt = writer.partial.with_name(writer.partial.name + ".rebuild")
-        # A killed SWMR writer leaves "file in use" flags that block opening for
-        # writing; a SWMR reader ignores them, so copy into a fresh file.
-        with h5py.File(writer.partial, "r", libver="latest", swmr=True) as old, h5py.File(
-            rebuilt, "w", libver="latest"
-        ) as new:
-            new.attrs.update(dict(old.attrs))
-            for name in ("config", "environment"):
-                new.create_dataset(name, data=old[name][()])
-            for group_name in ["metrics"] + [f"probes/{p}" for p in old["probes"]]:
-                keep = metric_rows if group_name == "metrics" else cursors.get(group_name[7:], 0)
-                source, target = old[group_name], new.require_group(group_name)
-                target.attrs.update(dict(source.attrs))
-                for name, dataset in source.items():
-                    _time_series(target, name, dataset.shape[1:], dataset.dtype, dataset.fillvalue)
-                    _append(target[name], dataset[:keep])
-        os.replace(rebuilt, writer.partial)
+        _rewrite(writer.partial, cursors, metric_rows)
         writer._open()
         return writer
 
@@ -193,9 +219,11 @@ class RecordingWriter:
         # SWMR mode forbids changing attributes, so the status is set after closing.
         with h5py.File(self.partial, "r+", libver="latest") as f:
             f.attrs["status"] = status
-        with open(self.partial, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync(self.partial)
         if status != "complete":
             return self.partial
+        # Appends rewrite compressed chunks elsewhere and leave holes; one
+        # rewrite at the end leaves a compact file.
+        _rewrite(self.partial)
         os.replace(self.partial, self.path)
         return self.path

@@ -20,6 +20,7 @@ import pytest
 from cortexsim.errors import CortexsimError, FormatError
 from cortexsim.recording.reader import ProbeData, Recording, open_recording
 
+ATTRS = ("quantity", "target", "unit", "every", "every_unit", "inference_every", "samples")
 CONFIG = {"model": {"areas": [16, 5, 3]}, "rule": "predictive_coding", "seed": 7}
 ENVIRONMENT = {"python": "3.11", "platform": "linux"}
 # Two records per batch (inference_every > 0), 6 batches, 3 batches per epoch.
@@ -71,16 +72,17 @@ def write_recording(path, *, status="complete", version=1, extra_rows=0, fmt="co
         f.create_dataset("config", data=json.dumps(CONFIG))
         f.create_dataset("environment", data=json.dumps(ENVIRONMENT))
         metrics = f.create_group("metrics")
-        timed(metrics, "epoch", np.array([1, 2], dtype=np.int64), fill=-1)
-        timed(metrics, "train_loss", np.array([0.9, 0.5]))
-        timed(metrics, "test_accuracy", np.array([0.6, 0.8]))
+        timed(metrics, "epoch", np.array([1, 2], dtype=np.int64), fill=-1, extra=extra_rows)
+        timed(metrics, "train_loss", np.array([0.9, 0.5]), extra=extra_rows)
+        timed(metrics, "test_accuracy", np.array([0.6, 0.8]), extra=extra_rows)
         for name, spec in PROBES.items():
             g = f.create_group(f"probes/{name}")
-            for key in ("quantity", "target", "unit", "every", "every_unit", "inference_every", "samples"):
+            for key in ATTRS:
                 g.attrs[key] = spec[key]
             g.attrs["dims"] = json.dumps(spec["dims"])
             timed(g, "data", probe_values(name), extra=extra_rows)
-            for index, values in (("step", STEPS), ("epoch", EPOCHS), ("inference_step", INFERENCE)):
+            indices = {"step": STEPS, "epoch": EPOCHS, "inference_step": INFERENCE}
+            for index, values in indices.items():
                 timed(g, index, values.astype(np.int64), fill=-1, extra=extra_rows)
     return path
 
@@ -117,7 +119,7 @@ def test_round_trip_of_every_field(run_file):
         for name, spec in PROBES.items():
             p = rec[name]
             assert isinstance(p, ProbeData) and rec.probes[name] is p and name in rec.probes
-            for key in ("quantity", "target", "unit", "every", "every_unit", "inference_every", "samples", "dims"):
+            for key in (*ATTRS, "dims"):
                 assert getattr(p, key) == spec[key], key
             assert p.n_rows == len(STEPS)
             assert p.shape == (len(STEPS), *spec["shape"])
@@ -126,7 +128,7 @@ def test_round_trip_of_every_field(run_file):
             np.testing.assert_array_equal(p.inference_step, INFERENCE)
             np.testing.assert_array_equal(p.to_numpy(), probe_values(name))
             assert name in repr(p) and spec["quantity"] in repr(p)
-    assert "closed" in repr(rec)
+    assert "closed" in repr(rec) and "closed" in repr(p)
 
 
 def test_slicing_reads_only_the_asked_rows(run_file, monkeypatch):
@@ -142,15 +144,24 @@ def test_slicing_reads_only_the_asked_rows(run_file, monkeypatch):
         np.testing.assert_array_equal(p[1:4, 0, 2], full[1:4, 0, 2])
         np.testing.assert_array_equal(p[4, :, 1], full[4, :, 1])
         np.testing.assert_array_equal(p[..., 0], full[..., 0])
+        np.testing.assert_array_equal(p[STEPS > 3], full[STEPS > 3])
         assert p[5:5].shape == (0, 16, 5)
         with pytest.raises(IndexError, match="out of bounds"):
             p[len(STEPS)]
         # The h5py read asks for the rows only, not the whole dataset.
         seen = []
         dataset_getitem = h5py.Dataset.__getitem__
-        monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda ds, sel, **kw: seen.append((ds.name, sel)) or dataset_getitem(ds, sel, **kw))
+
+        def spy(ds, selection, **kwargs):
+            seen.append((ds.name, selection))
+            return dataset_getitem(ds, selection, **kwargs)
+
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
         p[2:4]
         assert ("/probes/area1_activity/data", slice(2, 4, 1)) in seen
+        seen.clear()
+        p[[5, 1]]
+        assert [sel.tolist() for name, sel in seen if name.endswith("data")] == [[1, 5]]
 
 
 def test_at_returns_the_rows_of_a_step_or_epoch(run_file):
@@ -179,8 +190,11 @@ def test_summary_is_one_line(run_file):
     with open_recording(run_file) as rec:
         text = str(rec)
         assert text == repr(rec) and "\n" not in text
-        for part in ("run.h5", "complete", "rule predictive_coding", "backend numpy", "3 probes", f"{3 * len(STEPS)} rows", "2 epochs"):
+        rows = f"{3 * len(STEPS)} rows"
+        parts = ("run.h5", "complete", "rule predictive_coding", "backend numpy", "3 probes", rows)
+        for part in parts:
             assert part in text, part
+        assert text.endswith(", 2 epochs>")
 
 
 def test_wrong_probe_name_suggests_the_close_one(run_file):
@@ -200,6 +214,8 @@ def test_unwritten_rows_are_trimmed(tmp_path):
         assert len(p.step) == len(p.epoch) == len(p.inference_step) == len(STEPS)
         np.testing.assert_array_equal(p.to_numpy(), probe_values("area1_activity"))
         np.testing.assert_array_equal(p[-1], probe_values("area1_activity")[-1])
+        np.testing.assert_array_equal(rec.metrics["epoch"], [1, 2])
+        assert len(rec.metrics["train_loss"]) == 2
 
 
 def test_to_xarray_without_xarray_says_how_to_install(run_file, monkeypatch):
@@ -306,14 +322,14 @@ WRITER = textwrap.dedent(
                    dtype="float32", seed=0, rule="predictive_coding")
     f.create_dataset("config", data=json.dumps({"rule": "predictive_coding"}))
     f.create_dataset("environment", data=json.dumps({}))
-    f.create_dataset("metrics/epoch", shape=(0,), maxshape=(None,), dtype="i8", chunks=(8,), fillvalue=-1)
+    f.create_dataset("metrics/epoch", shape=(0,), maxshape=(None,), dtype="i8", fillvalue=-1)
     g = f.create_group("probes/area1")
     for key, value in dict(quantity="activity", target="area1", unit="activity", every=1,
                            every_unit="batch", inference_every=0, samples=2,
                            dims=json.dumps(["time", "sample", "unit"])).items():
         g.attrs[key] = value
-    data = g.create_dataset("data", shape=(0, 2, 4), maxshape=(None, 2, 4), dtype="f4", chunks=(4, 2, 4))
-    index = [g.create_dataset(n, shape=(0,), maxshape=(None,), dtype="i8", chunks=(4,), fillvalue=-1)
+    data = g.create_dataset("data", shape=(0, 2, 4), maxshape=(None, 2, 4), dtype="f4")
+    index = [g.create_dataset(n, shape=(0,), maxshape=(None,), dtype="i8", fillvalue=-1)
              for n in ("step", "epoch", "inference_step")]
     f.swmr_mode = True
     i = 0
@@ -334,7 +350,10 @@ WRITER = textwrap.dedent(
 def test_file_of_a_killed_swmr_writer_opens(tmp_path):
     path = tmp_path / "run.h5.partial"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = writer.stdout.readline()
@@ -353,5 +372,6 @@ def test_file_of_a_killed_swmr_writer_opens(tmp_path):
         np.testing.assert_array_equal(p.step, np.arange(n))
         data = p.to_numpy()
         assert data.shape == (n, 2, 4)
-        np.testing.assert_array_equal(data, np.broadcast_to(np.arange(n, dtype="f4")[:, None, None], data.shape))
-        assert f"{n} row" in str(rec)
+        expected = np.broadcast_to(np.arange(n, dtype="f4")[:, None, None], data.shape)
+        np.testing.assert_array_equal(data, expected)
+        assert f"{n} rows" in str(rec)
