@@ -5,6 +5,8 @@ A model is a stack of cortical areas (``HierarchySpec`` describes it,
 updates; a ``Scheduler`` runs the phase loop.
 """
 
+__version__ = "0.1.0"  # first, so submodules can import it
+
 from .backend import Backend, available_backends, get_backend
 from .errors import (
     BackendError,
@@ -26,7 +28,6 @@ from .runs import run_recorded
 from .scheduler import Scheduler
 from .spec import AreaSpec, HierarchySpec
 
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
