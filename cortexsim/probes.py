@@ -57,8 +57,9 @@ class Probe:
     samples : int
         Rows of the batch kept per record, for per-sample quantities.
     inference_every : int
-        Also record every this many relaxation steps inside inference
-        (activity and error only; 0 = after inference only).
+        Record every this many relaxation steps inside inference instead of
+        once after it (activity and error only; 0 = after inference). Rows
+        carry the relaxation step in ``inference_step``.
     name : str
         Dataset name in the recording; defaults to ``"target.quantity"``.
     """

@@ -126,6 +126,7 @@ class Scheduler:
         self.epoch = 0  # the epoch in progress
         self.batch = 0  # the next batch of that epoch
         self.totals: dict[str, Any] = {}  # the epoch's running sums, on the backend
+        self.observers: list[Callable[[int, int, int, Any], None]] = []
 
     # -- data ------------------------------------------------------------
     def _inputs(self, x: np.ndarray, where: str) -> Any:
@@ -200,6 +201,18 @@ class Scheduler:
                 lines.append(f"{slot:<18} {order:>5}  {label}")
         return "\n".join(lines)
 
+    def observe_inference(self, callback: Callable[[int, int, int, Any], None]) -> None:
+        """Call ``callback(step, epoch, t, snapshot)`` at every relaxation step
+        ``t`` of every batch (``snapshot.activity(l)``, ``snapshot.error(l)``)."""
+        self.observers.append(callback)
+
+    def _observer(self, epoch: int, step: int) -> Callable[[int, Any], None]:
+        def observe(t: int, snapshot: Any) -> None:
+            for callback in self.observers:
+                callback(step, epoch, t, snapshot)
+
+        return observe
+
     def _fire(self, event: Event) -> None:
         for _, _, _, callback in self.callbacks[event.slot]:
             callback(event)
@@ -233,7 +246,10 @@ class Scheduler:
         for batch, x, y in self.batches(epoch, self.batch):
             step = self.step
             self._fire(Event("before_inference", self, epoch, batch, step, x, y))
-            state = self.rule.infer(self.hierarchy, x, y)
+            if self.observers:
+                state = self.rule.infer(self.hierarchy, x, y, observe=self._observer(epoch, step))
+            else:
+                state = self.rule.infer(self.hierarchy, x, y)
             self._fire(Event("after_inference", self, epoch, batch, step, x, y, state))
             gradients = self.rule.gradients(self.hierarchy, state)
             self._fire(Event("before_update", self, epoch, batch, step, x, y, state, gradients))

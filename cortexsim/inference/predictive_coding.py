@@ -26,6 +26,7 @@ input is clamped (the first area's prediction) is computed once per batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,17 @@ class Relaxation:
         check_choice(self.init, INITS, f"{where}.init")
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """Read access to the activities and errors of the step being observed."""
+
+    activity: Callable[[int], Any]
+    error: Callable[[int], Any]
+
+
+Observer = Callable[[int, _Snapshot], None]
+
+
 class _Trace:
     """The energy per step, kept on the backend; the tolerance check syncs."""
 
@@ -109,7 +121,12 @@ def _start(mu: Any, swept: Any, init: str) -> Any:
 
 
 def relax_discriminative(
-    hierarchy: Hierarchy, x: Any, y: Any, loss: Loss, settings: Relaxation
+    hierarchy: Hierarchy,
+    x: Any,
+    y: Any,
+    loss: Loss,
+    settings: Relaxation,
+    observe: Observer | None = None,
 ) -> State:
     """Relax the latent areas with input ``x`` and target ``y`` clamped.
 
@@ -125,6 +142,10 @@ def relax_discriminative(
         Energy term of the top area.
     settings : Relaxation
         Steps, step size, tolerance, start and the fixed-prediction switch.
+    observe : callable, optional
+        ``observe(t, snapshot)`` after the errors of step ``t`` are computed,
+        for recording the dynamics; ``snapshot.activity(l)`` and
+        ``snapshot.error(l)`` give area ``l``'s current values.
     """
     be = hierarchy.backend
     areas = hierarchy.areas
@@ -188,6 +209,16 @@ def relax_discriminative(
     # no back-projection.
     frontier = top if settings.init == "feedforward" else 1
     predicted_from_mu = settings.init == "feedforward"
+    t = 0
+
+    def discriminative_activity(l: int) -> Any:
+        if 0 < l < top and error_state[l] and t > 0:  # mu is not materialized during the loop
+            return pred[l] + eps[l] * (1.0 / precision[l])
+        return mu[l]
+
+    def discriminative_error(l: int) -> Any:
+        return g[top] if l == top else eps[l]
+
     for t in range(settings.steps + 1):
         if not fixed:
             for l in range(max(2, frontier + 1) if predicted_from_mu else 2, top + 1):
@@ -220,6 +251,8 @@ def relax_discriminative(
             if precision[top] != 1.0:
                 g[top] *= precision[top]
         energy = energy + loss_value * precision[top]
+        if observe is not None:
+            observe(t, _Snapshot(activity=discriminative_activity, error=discriminative_error))
         if trace.record(t, energy):
             converged = True
             break
@@ -268,7 +301,9 @@ def _prior(hierarchy: Hierarchy, l: int) -> Prior | None:
     return area.prior
 
 
-def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> State:
+def relax_generative(
+    hierarchy: Hierarchy, x: Any, settings: Relaxation, observe: Observer | None = None
+) -> State:
     """Infer the latent areas that best explain data ``x`` through the generative path.
 
     Parameters
@@ -280,6 +315,8 @@ def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> Stat
     settings : Relaxation
         Steps, step size, tolerance and start (``"feedforward"`` starts from
         the recognition sweep; ``"zeros"`` from zero activity).
+    observe : callable, optional
+        As in ``relax_discriminative``; the top area has no prediction error.
     """
     if settings.fixed_prediction:
         raise ConfigurationError(
@@ -320,6 +357,8 @@ def relax_generative(hierarchy: Hierarchy, x: Any, settings: Relaxation) -> Stat
         for l in range(1, top + 1):
             if priors[l] is not None:
                 energy = energy + priors[l].energy(be, mu[l])
+        if observe is not None:
+            observe(t, _Snapshot(activity=mu.__getitem__, error=eps.__getitem__))
         if trace.record(t, energy):
             converged = True
             break

@@ -102,12 +102,22 @@ class Recorder:
                     f"probes[{i}]: alignment compares recognition-weight updates with backprop; "
                     f"rule {rule.name!r} in mode {rule.mode!r} learns generative weights"
                 )
-            if probe.inference_every:
+            if probe.inference_every and steps is None:
                 raise ConfigurationError(
-                    f"probes[{i}].inference_every: recording inside inference is not available "
-                    "in this version; use 0"
+                    f"probes[{i}].inference_every: rule {rule.name!r} has no relaxation to record inside"
+                )
+            top = hierarchy.areas[-1].name
+            if (
+                getattr(rule, "mode", "") == "generative"
+                and probe.quantity in ("error", "prediction")
+                and probe.target == top
+            ):
+                raise ConfigurationError(
+                    f"probes[{i}].target: {top!r} is the top of a generative hierarchy; it has a "
+                    f"prior, not a prediction from above, so it has no {probe.quantity}"
                 )
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
+        self._area_index = {area.name: area.index for area in hierarchy.areas}
         self.reference = Backprop(rule.loss) if any(p.quantity == "alignment" for p in self.probes) else None
         be = self.backend = hierarchy.backend
         if resume is not None:
@@ -144,6 +154,9 @@ class Recorder:
                 metrics=metrics,
             )
         scheduler.attach("before_update", self._after_batch, order=100, name=f"record {len(self.probes)} probes")
+        self._inside = [c for c in self.channels if c.probe.inference_every]
+        if self._inside:
+            scheduler.observe_inference(self._during_inference)
         scheduler.attach("epoch_end", self._after_epoch, order=100, name="record epoch metrics")
         scheduler.attach("run_end", self._run_end, order=100, name="close recording")
 
@@ -159,10 +172,21 @@ class Recorder:
             if channel.record(value, event.step, event.epoch):
                 self._flush(channel)
 
+    def _during_inference(self, step: int, epoch: int, t: int, snapshot: Any) -> None:
+        for channel in self._inside:
+            probe = channel.probe
+            if step % probe.every or t % probe.inference_every:
+                continue
+            l = self._area_index[probe.target]
+            value = snapshot.activity(l) if probe.quantity == "activity" else snapshot.error(l)
+            if channel.record(value[: probe.samples, ...], step, epoch, t):
+                self._flush(channel)
+
     def _after_batch(self, event: Event) -> None:
         due = [
             c for c in self.channels
             if c.probe.every_unit == "batch" and event.step % c.probe.every == 0
+            and not c.probe.inference_every
         ]
         if due:
             self._take(due, event)

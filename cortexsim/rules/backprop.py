@@ -66,8 +66,9 @@ class Backprop:
     def __init__(self, loss: str = "mse") -> None:
         self.loss = get_loss(loss, "rule.loss")
 
-    def infer(self, hierarchy: Hierarchy, x: Any, y: Any) -> State:
-        """The feedforward sweep and the backward pass of the output error."""
+    def infer(self, hierarchy: Hierarchy, x: Any, y: Any, observe: Any = None) -> State:
+        """The feedforward sweep and the backward pass of the output error
+        (there is no relaxation for ``observe`` to see)."""
         sweep = feedforward(hierarchy, x)
         errors, loss_value = backward(hierarchy, sweep, y, self.loss)
         return State(

@@ -62,16 +62,16 @@ class PredictiveCoding:
         self.inference = Relaxation() if inference is None else inference
         self.learn_recognition = bool(learn_recognition)
 
-    def infer(self, hierarchy: Hierarchy, x: Any, y: Any = None) -> State:
-        """Relax the activities on one batch."""
+    def infer(self, hierarchy: Hierarchy, x: Any, y: Any = None, observe: Any = None) -> State:
+        """Relax the activities on one batch; ``observe(t, snapshot)`` sees every step."""
         if self.mode == "generative":
-            return relax_generative(hierarchy, x, self.inference)
+            return relax_generative(hierarchy, x, self.inference, observe)
         if y is None:
             raise ConfigurationError(
                 "discriminative predictive coding clamps the top area to a target; "
                 "pass y (one-hot labels or regression targets)"
             )
-        return relax_discriminative(hierarchy, x, y, self.loss, self.inference)
+        return relax_discriminative(hierarchy, x, y, self.loss, self.inference, observe)
 
     def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients:
         """Local updates (as descent directions) of the weights this mode learns."""
