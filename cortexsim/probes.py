@@ -53,7 +53,8 @@ class Probe:
     every : int
         Record every this many batches or epochs (>= 1).
     every_unit : str
-        ``"batch"`` or ``"epoch"`` (taken at the epoch's end).
+        ``"batch"`` or ``"epoch"`` (the row of the epoch's last batch, taken
+        before its update like a batch row).
     samples : int
         Rows of the batch kept per record, for per-sample quantities.
     inference_every : int
@@ -158,6 +159,8 @@ def per_sample(state: State, hierarchy: Hierarchy, quantity: str, l: int) -> Any
         return state.mu[l]
     if quantity == "error":
         return eps if eps is not None else state.errors[l]
+    if state.predictions is not None:
+        return state.predictions[l]
     if eps is None:  # no error is kept for this area: its prediction is the sweep's
         return state.sweep.h[l]
     return state.mu[l] - eps * (1.0 / area.precision)
@@ -168,7 +171,8 @@ def row_value(probe: Probe, hierarchy: Hierarchy, state: State, gradients: Any, 
     q = probe.quantity
     if q in PER_SAMPLE:
         value = per_sample(state, hierarchy, q, _area_index(hierarchy, probe.target))
-        return value[: probe.samples, ...]
+        # Clip the stop: the array API leaves out-of-bounds slice stops unspecified.
+        return value[: min(probe.samples, value.shape[0]), ...]
     if q == "weights":
         area, parameter = probe.target.split(".")
         return getattr(hierarchy[area], parameter)

@@ -288,6 +288,7 @@ def relax_discriminative(
         energy=trace.values[: steps_taken + 1],
         steps=steps_taken,
         converged=converged,
+        predictions=[None] + pred[1:],
         target=y,
         loss=feedforward_loss / batch,
     )

@@ -54,6 +54,9 @@ class State:
         Relaxation steps taken.
     converged : bool or None
         Whether the energy change fell below the tolerance (None without one).
+    predictions : list of arrays or None
+        Discriminative mode: each area's prediction from the area below at
+        the final step (``predictions[0]`` is None).
     target : array or None
         The clamped target of the top area (discriminative settings).
     loss : array or None
@@ -71,5 +74,6 @@ class State:
     energy: Any = None
     steps: int = 0
     converged: bool | None = None
+    predictions: list[Any] | None = None
     target: Any = None
     loss: Any = None

@@ -82,7 +82,6 @@ class Recorder:
             )
         self.writer: RecordingWriter | None = None
         self.channels: list[_Channel] = []
-        self._last: Event | None = None
         self.final_path: Path | None = None
 
     # -- set-up ------------------------------------------------------------------
@@ -93,7 +92,8 @@ class Recorder:
         steps = getattr(getattr(rule, "inference", None), "steps", None)
         for i, probe in enumerate(self.probes):
             probe.validate(f"probes[{i}]", hierarchy)
-            if probe.quantity == "energy" and steps is None:
+            energy = probe.quantity == "energy" or (probe.quantity, probe.target) == ("metric", "energy")
+            if energy and steps is None:
                 raise ConfigurationError(
                     f"probes[{i}]: rule {rule.name!r} has no relaxation, so it has no energy trace"
                 )
@@ -116,8 +116,18 @@ class Recorder:
                     f"probes[{i}].target: {top!r} is the top of a generative hierarchy; it has a "
                     f"prior, not a prediction from above, so it has no {probe.quantity}"
                 )
+            if (
+                probe.quantity == "error"
+                and probe.target == hierarchy.areas[0].name
+                and getattr(rule, "mode", "") != "generative"
+            ):
+                raise ConfigurationError(
+                    f"probes[{i}].target: {probe.target!r} is the clamped input; rule "
+                    f"{rule.name!r} keeps no prediction error there (only generative mode does)"
+                )
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
         self._area_index = {area.name: area.index for area in hierarchy.areas}
+        self._batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)  # per epoch
         self.reference = Backprop(rule.loss) if any(p.quantity == "alignment" for p in self.probes) else None
         be = self.backend = hierarchy.backend
         if resume is not None:
@@ -179,28 +189,26 @@ class Recorder:
                 continue
             l = self._area_index[probe.target]
             value = snapshot.activity(l) if probe.quantity == "activity" else snapshot.error(l)
-            if channel.record(value[: probe.samples, ...], step, epoch, t):
+            if channel.record(value[: min(probe.samples, value.shape[0]), ...], step, epoch, t):
                 self._flush(channel)
 
     def _after_batch(self, event: Event) -> None:
+        # Epoch probes take the row of the epoch's last batch here, while its state,
+        # gradients and weights belong together: by ``epoch_end`` the optimizer has
+        # moved the weights (alignment would mix two weight states) and the test-set
+        # sweep may have overwritten the state's buffers.
+        last = event.batch == self._batches - 1
         due = [
             c for c in self.channels
-            if c.probe.every_unit == "batch" and event.step % c.probe.every == 0
-            and not c.probe.inference_every
+            if not c.probe.inference_every and (
+                (c.probe.every_unit == "batch" and event.step % c.probe.every == 0)
+                or (c.probe.every_unit == "epoch" and last and (event.epoch + 1) % c.probe.every == 0)
+            )
         ]
         if due:
             self._take(due, event)
-        self._last = event
 
     def _after_epoch(self, event: Event) -> None:
-        due = [
-            c for c in self.channels
-            if c.probe.every_unit == "epoch" and (event.epoch + 1) % c.probe.every == 0
-        ]
-        if due and self._last is not None:
-            last = self._last
-            self._take(due, Event("epoch_end", event.scheduler, event.epoch, last.batch, last.step,
-                                  last.x, last.y, last.state, last.gradients))
         self.writer.append_metrics(event.metrics["epoch"], event.metrics)
 
     # -- writing ---------------------------------------------------------------------
