@@ -30,12 +30,14 @@ of a long recording.
    loop before the recording is closed, and at the very end). Flat memory means
    the longest run peaks within a few MB of the shortest.
 
-    python bench/recording.py [--batches 60] [--epochs 2] [--repeats 7]
-                              [--rows 100000,300000,1000000]
+    python bench/recording.py [--batches 150] [--epochs 2] [--repeats 7]
+                              [--rows 100000,300000,1000000] [--compressions none,lzf]
 
 The last line is machine-readable:
-``recording_overhead=... peak_rss_mb=...`` (the overhead as a fraction of the
-baseline time; the peak RSS of the longest memory run, in MiB).
+``recording_overhead=... peak_rss_mb=... recording_overhead_lzf=...`` (the
+overhead with the default, uncompressed probe data as a fraction of the
+baseline time; the peak RSS of the longest memory run, in MiB; the overhead
+with the lzf filter).
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def time_baseline(x: np.ndarray, y: np.ndarray, epochs: int, folder: Path) -> di
     return {"total": time.perf_counter() - start, **spent}
 
 
-def time_recorded(x: np.ndarray, y: np.ndarray, epochs: int, folder: Path) -> dict[str, float]:
+def time_recorded(
+    x: np.ndarray, y: np.ndarray, epochs: int, folder: Path, compression: str = "none"
+) -> dict[str, float]:
     """Seconds of one recorded run: total, set-up (until ``run_start`` fires) and the
     bracketed parts."""
     scheduler = benchmark_scheduler(x, y, epochs)
@@ -133,7 +137,8 @@ def time_recorded(x: np.ndarray, y: np.ndarray, epochs: int, folder: Path) -> di
     scheduler.attach("run_start", lambda event: marks.setdefault("loop", time.perf_counter()), order=-(10**9))
     start = time.perf_counter()
     final = run_recorded(
-        scheduler, folder / "recorded.h5", every_area_probes(scheduler.hierarchy), checkpoint_every=100
+        scheduler, folder / "recorded.h5", every_area_probes(scheduler.hierarchy), checkpoint_every=100,
+        compression=compression,
     )
     total = time.perf_counter() - start
     result = {"total": total, "setup": marks["loop"] - start, **spent, "file_bytes": final.stat().st_size}
@@ -141,16 +146,16 @@ def time_recorded(x: np.ndarray, y: np.ndarray, epochs: int, folder: Path) -> di
     return result
 
 
-def overhead(args: argparse.Namespace, folder: Path) -> float:
+def overhead(args: argparse.Namespace, folder: Path, compression: str) -> float:
     x, y = mnist_like(args.batches)
     probes = every_area_probes(benchmark_scheduler(x[:BATCH], y[:BATCH], 1).hierarchy)
     batches = args.batches * args.epochs
     time_baseline(x, y, 1, folder)  # warm-up pair, not counted
-    time_recorded(x, y, 1, folder)
+    time_recorded(x, y, 1, folder, compression)
     baselines, recorded = [], []
     for _ in range(args.repeats):
         baselines.append(time_baseline(x, y, args.epochs, folder))
-        recorded.append(time_recorded(x, y, args.epochs, folder))
+        recorded.append(time_recorded(x, y, args.epochs, folder, compression))
 
     def median(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(run[key] for run in runs)
@@ -163,14 +168,14 @@ def overhead(args: argparse.Namespace, folder: Path) -> float:
         "take rows (every batch)": median(recorded, "take"),
         "checkpoints (flush to HDF5 + save), less the baseline's":
             median(recorded, "checkpoint") - median(baselines, "checkpoint"),
-        "end (last flush, compacting rewrite, rename)": median(recorded, "end"),
+        "end (last flush, close, rename)": median(recorded, "end"),
     }
     own = sum(parts.values())
     file_mb = recorded[-1]["file_bytes"] / 2**20
     row_bytes = sum(p.samples * SIZES[int(p.target[len("area"):])] for p in probes) * 4
     raw_mb = batches * row_bytes / 2**20
     print(
-        f"[overhead] numpy; {'-'.join(map(str, SIZES))} tanh, PC T={STEPS} step 0.1, Adam 1e-4, "
+        f"[overhead, compression {compression}] numpy; {'-'.join(map(str, SIZES))} tanh, PC T={STEPS} step 0.1, Adam 1e-4, "
         f"batch {BATCH}; {args.epochs} epochs x {args.batches} batches; checkpoint every 100 "
         f"batches and at epoch ends in both runs; medians of {args.repeats} alternating pairs"
     )
@@ -312,7 +317,7 @@ def memory(args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=60, help="batches per epoch of the overhead runs")
+    parser.add_argument("--batches", type=int, default=150, help="batches per epoch of the overhead runs")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7, help="alternating baseline/recorded pairs")
     parser.add_argument("--rows", default="100000,300000,1000000", help="row targets of the memory runs")
@@ -321,17 +326,22 @@ def main() -> None:
     )
     parser.add_argument("--memory-checkpoint-every", type=int, default=1000)
     parser.add_argument("--child-rows", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compressions", default="none,lzf", help="probe data filters to measure; the first is reported last"
+    )
     args = parser.parse_args()
     if args.child_rows:
         memory_child(args)
         return
     folder = Path(tempfile.mkdtemp(prefix="cortexsim-bench-"))
+    compressions = args.compressions.split(",")
     try:
-        ratio = overhead(args, folder)
+        ratios = {c: overhead(args, folder, c) for c in compressions}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     peak = memory(args)
-    print(f"recording_overhead={ratio:.3f} peak_rss_mb={peak:.1f}")
+    others = " ".join(f"recording_overhead_{c}={ratios[c]:.3f}" for c in compressions[1:])
+    print(f"recording_overhead={ratios[compressions[0]]:.3f} peak_rss_mb={peak:.1f} {others}".rstrip())
 
 
 if __name__ == "__main__":

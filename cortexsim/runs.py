@@ -30,6 +30,7 @@ def run_recorded(
     checkpoint_every: int = 100,
     resume: bool = False,
     config: dict[str, Any] | None = None,
+    compression: str = "none",
 ) -> Path:
     """Run ``scheduler`` to the end, recording ``probes`` to ``path`` (HDF5) and
     checkpointing every ``checkpoint_every`` batches and at epoch ends.
@@ -38,10 +39,11 @@ def run_recorded(
     from the last checkpoint, rows recorded after it are dropped, and the run
     goes on; on NumPy the result is bit-identical to an uninterrupted run. A
     run killed before its first checkpoint starts again from the beginning.
-    Returns the path of the completed recording.
+    ``compression`` (``"none"``, ``"lzf"``, ``"gzip"``) filters the probes'
+    data. Returns the path of the completed recording.
     """
     path = Path(path)
-    recorder = Recorder(path, probes, config=config)
+    recorder = Recorder(path, probes, config=config, compression=compression)
     checkpoints = checkpoint_path(path)
     if resume and path.exists() and not partial_path(path).exists():
         return path  # the run completed already

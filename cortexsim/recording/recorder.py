@@ -3,16 +3,20 @@ buffers them on the backend and writes them to the HDF5 file in chunks.
 
 Batch probes record at ``before_update`` — the state, the gradients the rule
 proposes and the weights that produced them, before the optimizer changes
-anything. Each probe owns a backend buffer of ``chunk`` rows: recording is a
-device-side copy, and a flush is one device-to-host copy per probe, so memory
-stays bounded however long the run.
+anything. Each probe owns a backend buffer of whole HDF5 chunks: recording is
+a device-side copy, and a flush is one device-to-host copy per probe, so
+memory stays bounded however long the run. Compressing and writing happen on
+one background thread (h5py releases the GIL while it compresses and writes), so they
+overlap the simulation; at most a few chunks wait in its queue.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,12 @@ from ..probes import UNITS, Probe, alignment, dims, row_shape, row_value
 from ..rules import Backprop
 from ..scheduler import Event, Scheduler
 from .schema import environment
-from .writer import ProbeLayout, RecordingWriter
+from .writer import ProbeLayout, RecordingWriter, chunk_rows
 
 __all__ = ["Recorder"]
 
-_BUFFER_BYTES = 8 << 20
+_BUFFER_BYTES = 512 << 10  # small enough that the writer thread works while the run goes on
+_MAX_PENDING = 4  # chunks queued for the writer thread before recording waits
 
 
 class _Channel:
@@ -39,7 +44,9 @@ class _Channel:
         self.probe = probe
         self.shape = shape
         row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(be.dtype_name).itemsize)
-        self.capacity = int(max(1, min(1024, _BUFFER_BYTES // row_bytes)))
+        per_chunk = chunk_rows(shape, be.dtype_name)
+        # Whole chunks per flush: a partly filled compressed chunk is rewritten later.
+        self.capacity = per_chunk * int(max(1, min(1024, _BUFFER_BYTES // row_bytes) // per_chunk))
         self.buffer = be.empty((self.capacity, *shape))
         self.rows = 0
         self.index: list[tuple[int, int, int]] = []
@@ -68,10 +75,20 @@ class Recorder:
     probes : sequence of Probe
     config : mapping, optional
         The run's full configuration, stored as JSON for reruns.
+    compression : str
+        ``"none"`` (default), ``"lzf"`` or ``"gzip"`` for the probes' data
+        (see ``RecordingWriter``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], probes: Sequence[Probe], config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        probes: Sequence[Probe],
+        config: dict[str, Any] | None = None,
+        compression: str = "none",
+    ) -> None:
         self.path = Path(path)
+        self.compression = compression
         self.probes = list(probes)
         self.config = dict(config or {})
         names = [probe.name for probe in self.probes]
@@ -82,6 +99,8 @@ class Recorder:
             )
         self.writer: RecordingWriter | None = None
         self.channels: list[_Channel] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cortexsim-recorder")
+        self._pending: deque[Future[Any]] = deque()
         self.final_path: Path | None = None
 
     # -- set-up ------------------------------------------------------------------
@@ -117,14 +136,21 @@ class Recorder:
                     f"prior, not a prediction from above, so it has no {probe.quantity}"
                 )
             if (
-                probe.quantity == "error"
+                probe.quantity in ("error", "prediction")
                 and probe.target == hierarchy.areas[0].name
                 and getattr(rule, "mode", "") != "generative"
             ):
                 raise ConfigurationError(
                     f"probes[{i}].target: {probe.target!r} is the clamped input; rule "
-                    f"{rule.name!r} keeps no prediction error there (only generative mode does)"
+                    f"{rule.name!r} predicts nothing there (only generative mode does)"
                 )
+            if probe.quantity == "update":
+                learned = [f"{a}.{p}" for a, p in rule.learned_parameters(hierarchy)]
+                if probe.target not in learned:
+                    raise ConfigurationError(
+                        f"probes[{i}].target: rule {rule.name!r} does not learn {probe.target!r}; "
+                        f"it updates {', '.join(learned)}"
+                    )
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
         self._area_index = {area.name: area.index for area in hierarchy.areas}
         self._batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)  # per epoch
@@ -162,6 +188,7 @@ class Recorder:
                 environment=environment(be),
                 probes=layouts,
                 metrics=metrics,
+                compression=self.compression,
             )
         scheduler.attach("before_update", self._after_batch, order=100, name=f"record {len(self.probes)} probes")
         self._inside = [c for c in self.channels if c.probe.inference_every]
@@ -209,22 +236,34 @@ class Recorder:
             self._take(due, event)
 
     def _after_epoch(self, event: Event) -> None:
-        self.writer.append_metrics(event.metrics["epoch"], event.metrics)
+        self._submit(self.writer.append_metrics, event.metrics["epoch"], dict(event.metrics))
 
     # -- writing ---------------------------------------------------------------------
+    def _submit(self, write: Callable[..., Any], *args: Any) -> None:
+        """Queue a write for the writer thread; wait while too many are queued."""
+        self._pending.append(self._pool.submit(write, *args))
+        while len(self._pending) > _MAX_PENDING:
+            self._pending.popleft().result()  # also re-raises the writer's errors here
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
     def _flush(self, channel: _Channel) -> None:
         if channel.rows == 0:
             return
         host = self.backend.to_numpy(channel.buffer[: channel.rows, ...])
         index = np.asarray(channel.index, dtype=np.int64)
-        self.writer.append(channel.probe.name, host, index[:, 0], index[:, 1], index[:, 2])
+        self._submit(self.writer.append, channel.probe.name, host, index[:, 0], index[:, 1], index[:, 2])
         channel.rows = 0
         channel.index.clear()
 
     def flush(self) -> dict[str, Any]:
-        """Write every buffered row; returns the cursors a checkpoint stores."""
+        """Write every buffered row and wait until it is on disk; returns the
+        cursors a checkpoint stores."""
         for channel in self.channels:
             self._flush(channel)
+        self._drain()
         return {
             "cursors": {c.probe.name: self.writer.rows(c.probe.name) for c in self.channels},
             "metric_rows": int(self.writer.file["metrics"]["epoch"].shape[0]),
@@ -233,12 +272,14 @@ class Recorder:
     def _run_end(self, event: Event) -> None:
         if self.writer is None or not self.writer.file.id.valid:
             return
-        self.flush()
-        if event.error is None:
-            status = "complete"
-        elif isinstance(event.error, DivergenceError):
-            status = "diverged"
-        else:
-            status = "running"  # interrupted: resumable from the last checkpoint
-        self.final_path = self.writer.close(status)
-
+        try:
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+            if event.error is None:
+                status = "complete"
+            elif isinstance(event.error, DivergenceError):
+                status = "diverged"
+            else:
+                status = "running"  # interrupted: resumable from the last checkpoint
+            self.final_path = self.writer.close(status)

@@ -66,6 +66,10 @@ class Backprop:
     def __init__(self, loss: str = "mse") -> None:
         self.loss = get_loss(loss, "rule.loss")
 
+    def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
+        """The (area, parameter) keys this rule returns gradients for."""
+        return [(a.name, p) for a in hierarchy.areas[1:] for p in ("W_ff", "b_ff")]
+
     def infer(self, hierarchy: Hierarchy, x: Any, y: Any, observe: Any = None) -> State:
         """The feedforward sweep and the backward pass of the output error
         (there is no relaxation for ``observe`` to see)."""

@@ -62,6 +62,13 @@ class PredictiveCoding:
         self.inference = Relaxation() if inference is None else inference
         self.learn_recognition = bool(learn_recognition)
 
+    def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
+        """The (area, parameter) keys this rule returns gradients for."""
+        names = ["W_ff", "b_ff"] if self.mode == "discriminative" else ["W_fb", "b_fb"]
+        if self.mode == "generative" and self.learn_recognition:
+            names += ["W_ff", "b_ff"]
+        return [(a.name, p) for a in hierarchy.areas[1:] for p in names]
+
     def infer(self, hierarchy: Hierarchy, x: Any, y: Any = None, observe: Any = None) -> State:
         """Relax the activities on one batch; ``observe(t, snapshot)`` sees every step."""
         if self.mode == "generative":

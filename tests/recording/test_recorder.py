@@ -16,6 +16,7 @@ import pytest
 
 import cortexsim as cs
 import cortexsim.recording.recorder as recorder_module
+import cortexsim.recording.writer as writer_module
 from conftest import build64
 from cortexsim import (
     SGD,
@@ -397,7 +398,9 @@ CHUNK_PROBES = [
 
 
 def test_small_buffers_flush_many_chunks_and_copy_once_per_chunk(tmp_path, monkeypatch):
+    # Buffers hold whole chunks, so shrink the chunks with them.
     monkeypatch.setattr(recorder_module, "_BUFFER_BYTES", 600)
+    monkeypatch.setattr(writer_module, "_CHUNK_BYTES", 600)
     epochs = 4
     calls = count_to_numpy(monkeypatch)
     make_scheduler(epochs=epochs).run()
@@ -438,6 +441,7 @@ def test_default_buffers_copy_once_per_probe(tmp_path, monkeypatch):
 def test_big_layer_with_capacity_one(tmp_path, monkeypatch):
     """A row bigger than the buffer budget still gets a one-row buffer."""
     monkeypatch.setattr(recorder_module, "_BUFFER_BYTES", 16)
+    monkeypatch.setattr(writer_module, "_CHUNK_BYTES", 16)
     probes = [Probe("weights", "area1.W_ff"), Probe("activity", "area2", samples=SAMPLES)]
     s = make_scheduler()
     expected = Expected(s, probes)
@@ -637,3 +641,14 @@ def test_config_and_environment_are_stored(tmp_path):
 
     with h5py.File(out, "r") as f:
         assert json.loads(f["config"][()]) == stored
+
+
+def test_probes_of_quantities_the_rule_does_not_have_are_refused_before_the_file_exists(tmp_path):
+    h = build64(HierarchySpec.from_sizes([4, 3, 2]), "numpy")
+    x, y = np.zeros((8, 4)), np.zeros((8, 2))
+    s = Scheduler(h, PredictiveCoding(), SGD(lr=0.1), x, y)
+    with pytest.raises(ConfigurationError, match=r"probes\[0\]\.target: rule 'predictive_coding' does not learn 'area1\.W_fb'"):
+        Recorder(tmp_path / "a.h5", [Probe("update", "area1.W_fb")]).attach(s)
+    with pytest.raises(ConfigurationError, match=r"probes\[0\]\.target: 'area0' is the clamped input"):
+        Recorder(tmp_path / "b.h5", [Probe("prediction", "area0")]).attach(s)
+    assert not any(tmp_path.iterdir())
