@@ -16,12 +16,9 @@ import h5py
 import numpy as np
 
 from ..errors import CortexsimError, FormatError, did_you_mean
+from .schema import FORMAT, FORMAT_VERSION, PARTIAL_SUFFIX
 
 __all__ = ["open_recording", "Recording", "ProbeData"]
-
-# Kept here rather than imported from ``schema`` so the reader stands alone.
-FORMAT = "cortexsim-recording"
-FORMAT_VERSION = 1
 
 
 def _plain(value: Any) -> Any:
@@ -290,7 +287,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
             raise _unreadable(path, exc) from exc  # a read past the part HDF5 could open
         raise
     # The rename from .partial is the writer's completion signal, whatever the status says.
-    status, partial = recording.status, path.name.endswith(".partial")
+    status, partial = recording.status, path.name.endswith(PARTIAL_SUFFIX)
     if status != "complete" or partial:
         why = f"status {status!r}" + (", .partial file" if partial else "")
         what = "diverged" if status == "diverged" else f"did not complete ({why})"
