@@ -87,6 +87,9 @@ class Scheduler:
     x_test, y_test : numpy arrays, optional
         Held-out data; with integer labels, test accuracy of the feedforward
         sweep is measured at every epoch end.
+    x_val, y_val : numpy arrays, optional
+        Validation data held out from training; its accuracy is measured at
+        every epoch end (for choosing the best epoch without the test set).
     check_every : int
         Look for NaN or Inf every this many batches (0: only at epoch ends);
         each check brings one number to the host.
@@ -106,6 +109,8 @@ class Scheduler:
         x_test: np.ndarray | None = None,
         y_test: np.ndarray | None = None,
         check_every: int = 1,
+        x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
     ) -> None:
         self.hierarchy = hierarchy
         self.rule = rule
@@ -118,6 +123,8 @@ class Scheduler:
         self.y_train = self._targets(y_train, len(x_train), "y_train")
         self.x_test = None if x_test is None else self._inputs(x_test, "x_test")
         self.labels_test = None if y_test is None else np.asarray(y_test)
+        self.x_val = None if x_val is None else self._inputs(x_val, "x_val")
+        self.labels_val = None if y_val is None else np.asarray(y_val)
         self.callbacks: dict[str, list[tuple[int, int, str, Callable[[Event], Any]]]] = {
             slot: [] for slot in SLOTS
         }
@@ -274,6 +281,8 @@ class Scheduler:
                     f"rate or the inference step size"
                 )
         check_parameters(self.hierarchy, epoch, self.rule.name)
+        if self.x_val is not None and self.labels_val is not None:
+            metrics["validation_accuracy"] = self.accuracy(self.x_val, self.labels_val)
         if self.x_test is not None and self.labels_test is not None:
             metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
         self.history.append(metrics)

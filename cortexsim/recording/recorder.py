@@ -179,6 +179,7 @@ class Recorder:
             ]
             metrics = (["train_loss"] if scheduler.y_train is not None else [])
             metrics += ["energy"] if steps is not None else []
+            metrics += ["validation_accuracy"] if scheduler.labels_val is not None else []
             metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
             config = {**self.config, "probes": [asdict(p) for p in self.probes]}
             self.writer = RecordingWriter(
