@@ -7,10 +7,12 @@ import importlib.metadata
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .backend import available_backends
-from .errors import CortexsimError
+from .errors import ConfigurationError, CortexsimError
 
 __all__ = ["main"]
 
@@ -67,19 +69,123 @@ def info() -> str:
     return "\n".join(lines)
 
 
+def _progress(quiet: bool) -> Any:
+    """A tqdm bar per run: batches, with the last epoch's loss and accuracy."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    def attach(title: str, scheduler: Any) -> None:
+        batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)
+        # disable=None: no bar when the output is not a terminal (CI logs, pipes).
+        bar = tqdm(total=batches * scheduler.epochs, desc=title, unit="batch", leave=True, disable=None)
+        scheduler.attach("after_learning", lambda event: bar.update(1), name="progress bar")
+
+        def epoch_end(event: Any) -> None:
+            m = event.metrics
+            shown = {"epoch": m["epoch"], "loss": f"{m.get('train_loss', float('nan')):.4f}"}
+            for key, short in (("validation_accuracy", "val"), ("test_accuracy", "test")):
+                if key in m:
+                    shown[short] = f"{m[key]:.3f}"
+            bar.set_postfix(shown)
+
+        scheduler.attach("epoch_end", epoch_end, name="progress bar")
+        scheduler.attach("run_end", lambda event: bar.close(), name="progress bar")
+
+    return attach
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_study
+    from .study import load_study
+
+    plan = load_study(args.study)
+    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out) if args.out else plan.out
+    try:
+        index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
+                          data_dir=args.data_dir, progress=_progress(args.quiet))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
+              f"  cortexsim run {args.study} --out {out} --resume", file=sys.stderr)
+        return 130
+    failed = [r for r in index["runs"] if r.get("status") != "complete"]
+    if not args.quiet:
+        print(f"\n{plan.name}: {len(index['runs']) - len(failed)} of {len(index['runs'])} runs complete in {out}")
+        for run in index["runs"]:
+            final = run.get("history") or [{}]
+            accuracy = final[-1].get("test_accuracy")
+            shown = "" if accuracy is None else f"  test accuracy {accuracy:.4f}"
+            print(f"  {run['label']:<20} seed {run['seed']:<4} {run['status']}{shown}")
+        print(f"report: cortexsim report {out}")
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir)
+    print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .report import compare_table
+
+    print(compare_table(args.run_dirs))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data import fetch as data_fetch
+
+    if args.action == "list":
+        for row in data_fetch.list_datasets(args.data_dir):
+            print("  ".join(str(v) for v in row))
+    elif args.action == "verify":
+        rows = data_fetch.verify(args.data_dir)
+        for row in rows:
+            print("  ".join(str(v) for v in row))
+        return 0 if all(r[-1] in ("ok", "present") for r in rows) else 1
+    else:
+        if not args.name:
+            raise ConfigurationError("data fetch: name the dataset, e.g. cortexsim data fetch mnist")
+        data_fetch.fetch(args.name, data_dir=args.data_dir)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code (2 for a user mistake)."""
     parser = argparse.ArgumentParser(
         prog="cortexsim", description="Simulate hierarchical generative models of sensory cortex."
     )
     parser.add_argument("--version", action="version", version=f"cortexsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("info", help="print versions, available backends and the GPU")
+    run = commands.add_parser("run", help="run every rule x seed of a study file")
+    run.add_argument("study", help="the study file (TOML)")
+    run.add_argument("--out", help="output folder (default: the study's out)")
+    run.add_argument("--seeds", help="comma-separated seeds, replacing the study's")
+    run.add_argument("--backend", choices=["numpy", "cupy"], help="replace the study's backend")
+    run.add_argument("--resume", action="store_true", help="skip completed runs, continue killed ones")
+    run.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")
+    report.add_argument("run_dir")
+    compare = commands.add_parser("compare", help="rules-versus-backprop table across studies")
+    compare.add_argument("run_dirs", nargs="+")
+    data = commands.add_parser("data", help="where datasets live and whether they are intact")
+    data.add_argument("action", choices=["list", "fetch", "verify"])
+    data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
+    data.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
+    handlers = {"run": _run, "report": _report, "compare": _compare, "data": _data}
     try:
         if args.command == "info":
             print(info())
             return 0
+        if args.command in handlers:
+            return handlers[args.command](args)
         parser.print_help()
         return 2
     except CortexsimError as exc:

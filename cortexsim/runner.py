@@ -1,0 +1,144 @@
+"""Runs a study plan: every rule x seed on identical data, initial weights and
+batch order, each to its own recording, with an index (``study.json``)
+rewritten after every run so a crash loses nothing that finished."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import load
+from .errors import CortexsimError, DivergenceError
+from .hierarchy import build
+from .optim import make_optimizer
+from .probes import Probe
+from .recording import partial_path
+from .runs import run_recorded
+from .scheduler import Scheduler
+from .study import RunSpec, StudyPlan
+
+__all__ = ["run_study", "applicable_probes", "INDEX"]
+
+INDEX = "study.json"
+
+
+def applicable_probes(spec: RunSpec, rule: Any, hierarchy: Any, probes: Sequence[Probe]) -> list[Probe]:
+    """The probes that mean something for this rule (no energy without relaxation,
+    no update of a weight the rule does not learn, alignment in discriminative mode)."""
+    relaxes = getattr(rule, "inference", None) is not None
+    learned = {f"{a}.{p}" for a, p in rule.learned_parameters(hierarchy)}
+    kept = []
+    for probe in probes:
+        if probe.quantity == "energy" or probe.inference_every or (
+            probe.quantity == "metric" and probe.target in ("energy", "steps")
+        ):
+            if not relaxes:
+                continue
+        if probe.quantity == "update" and probe.target not in learned:
+            continue
+        kept.append(probe)
+    return kept
+
+
+def _write_index(out: Path, index: dict[str, Any]) -> None:
+    temporary = out / (INDEX + ".tmp")
+    temporary.write_text(json.dumps(index, indent=2, default=str))
+    os.replace(temporary, out / INDEX)
+
+
+def _data(plan: StudyPlan, seed: int, data_dir: str | None) -> tuple[Any, ...]:
+    data = load(plan.data["name"], data_dir=data_dir or plan.data["data_dir"])
+    if plan.data["validation"] > 0:
+        data, (x_val, y_val) = data.validation_split(plan.data["validation"], seed)
+    else:
+        x_val = y_val = None
+    x, y = data.x_train, data.y_train
+    if plan.data["limit"]:
+        x, y = x[: plan.data["limit"]], y[: plan.data["limit"]]
+    return x, y, x_val, y_val, data.x_test, data.y_test
+
+
+def run_study(
+    plan: StudyPlan,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    backend: str | None = None,
+    resume: bool = False,
+    data_dir: str | None = None,
+    progress: Callable[[str, Scheduler], Any] | None = None,
+) -> dict[str, Any]:
+    """Run every rule x seed of ``plan``; returns the index written to ``OUT/study.json``.
+
+    Parameters
+    ----------
+    out : path, optional
+        Output folder (default: the plan's ``study.out``).
+    seeds, backend : optional
+        Override the plan's seeds and backend.
+    resume : bool
+        Skip completed runs and continue killed ones from their checkpoints.
+    progress : callable, optional
+        ``progress(title, scheduler)`` is called before each run, to attach a
+        progress display to the scheduler's slots.
+    """
+    out = Path(out if out is not None else plan.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if plan.path.exists():
+        shutil.copyfile(plan.path, out / "study.toml")
+    seeds = tuple(plan.seeds if seeds is None else seeds)
+    schedule = plan.schedule
+    backend = backend or schedule["backend"]
+    index: dict[str, Any] = {
+        "name": plan.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "plan": plan.to_dict(),
+        "runs": [],
+    }
+    for spec in plan.rules:
+        for seed in seeds:
+            recording = out / spec.label / f"seed{seed}.h5"
+            entry: dict[str, Any] = {
+                "label": spec.label, "rule": spec.rule, "seed": seed,
+                "recording": str(recording.relative_to(out)),
+            }
+            index["runs"].append(entry)
+            if resume and recording.exists() and not partial_path(recording).exists():
+                entry["status"] = "complete"
+                continue
+            x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
+            hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
+            rule = spec.make_rule()
+            optimizer = make_optimizer(**spec.optimizer)
+            scheduler = Scheduler(
+                hierarchy, rule, optimizer, x, y,
+                batch_size=schedule["batch_size"], epochs=schedule["epochs"], seed=seed,
+                x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val,
+            )
+            if progress is not None:
+                progress(f"{spec.label} seed {seed}", scheduler)
+            config = {"study": plan.to_dict(), "label": spec.label, "seed": seed, "backend": backend}
+            try:
+                run_recorded(
+                    scheduler, recording, applicable_probes(spec, rule, hierarchy, plan.probes),
+                    checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
+                )
+                entry["status"] = "complete"
+            except DivergenceError as exc:
+                entry["status"], entry["error"] = "diverged", str(exc)
+            except CortexsimError as exc:
+                entry["status"], entry["error"] = "failed", str(exc)
+            except BaseException:
+                entry["status"] = "running"  # interrupted: resumable
+                _write_index(out, index)
+                raise
+            finally:
+                entry["history"] = scheduler.history
+            _write_index(out, index)
+    _write_index(out, index)
+    return index

@@ -1,0 +1,247 @@
+"""Study files: a TOML description (docs/studies.md) -> a validated plan ->
+one recorded run per rule x seed, with an index of what ran.
+
+Everything the file says is checked before the first run; errors name the
+file and the key path (``rules[1].inference.steps``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .hierarchy import build
+from .inference import Relaxation
+from .losses import LOSSES
+from .optim import OPTIMIZERS
+from .probes import Probe
+from .rules import RULES
+from .spec import HierarchySpec
+from .validation import check_choice, check_int, check_keys, check_number
+
+__all__ = ["StudyPlan", "RunSpec", "load_study", "DATASETS"]
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes")
+_RULE_KEYS = ("rule", "label", "loss", "mode", "inference", "optimizer", "learn_recognition")
+_OPTIMIZER_KEYS = {
+    "sgd": ("name", "lr"),
+    "momentum": ("name", "lr", "momentum"),
+    "adam": ("name", "lr", "beta1", "beta2", "eps"),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One rule of a study: what to build for it, and how to call it."""
+
+    label: str
+    rule: str
+    settings: Mapping[str, Any]
+    optimizer: Mapping[str, Any]
+
+    def make_rule(self) -> Any:
+        """A fresh rule object."""
+        settings = dict(self.settings)
+        if "inference" in settings:
+            settings["inference"] = Relaxation(**settings["inference"])
+        return RULES[self.rule](**settings)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A validated study: model x data x rules x seeds x schedule x probes."""
+
+    path: Path
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    out: Path
+    model: HierarchySpec
+    data: Mapping[str, Any]
+    schedule: Mapping[str, Any]
+    rules: tuple[RunSpec, ...]
+    probes: tuple[Probe, ...]
+    source: str = field(repr=False, default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved plan as plain data (stored in study.json and recordings)."""
+        return {
+            "file": str(self.path),
+            "name": self.name,
+            "description": self.description,
+            "seeds": list(self.seeds),
+            "model": self.model.to_dict(),
+            "data": dict(self.data),
+            "schedule": dict(self.schedule),
+            "rules": [
+                {"label": r.label, "rule": r.rule, **r.settings, "optimizer": dict(r.optimizer)}
+                for r in self.rules
+            ],
+            "probes": [vars(p).copy() for p in self.probes],
+        }
+
+
+def _table(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{key}: expected a table [{key}], got {value!r}")
+    return value
+
+
+def _model(table: Mapping[str, Any], study_file: Path) -> HierarchySpec:
+    if "path" in table:
+        check_keys(table, ("path",), "model")
+        if not isinstance(table["path"], str):
+            raise ConfigurationError(f"model.path: expected a file name, got {table['path']!r}")
+        model_file = (study_file.parent / table["path"]).resolve()
+        if not model_file.exists():
+            raise ConfigurationError(f"model.path: no model file at {model_file}")
+        return HierarchySpec.from_toml(model_file)
+    if "areas" not in table:
+        raise ConfigurationError("model: give either path = 'models/NAME.toml' or [[model.areas]]")
+    return HierarchySpec.from_dict(table, "model")
+
+
+def _data(table: Mapping[str, Any]) -> dict[str, Any]:
+    check_keys(table, ("name", "validation", "data_dir", "limit"), "data")
+    data = {"name": table.get("name", "digits"), "validation": table.get("validation", 0.1),
+            "data_dir": table.get("data_dir"), "limit": table.get("limit", 0)}
+    check_choice(data["name"], DATASETS, "data.name")
+    check_number(data["validation"], "data.validation", below=1.0)
+    if data["validation"] < 0:
+        raise ConfigurationError(f"data.validation: must be >= 0, got {data['validation']!r}")
+    check_int(data["limit"], "data.limit")
+    if data["data_dir"] is not None and not isinstance(data["data_dir"], str):
+        raise ConfigurationError(f"data.data_dir: expected a folder name, got {data['data_dir']!r}")
+    return data
+
+
+def _schedule(table: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("epochs", "batch_size", "checkpoint_every", "backend", "dtype")
+    check_keys(table, keys, "schedule")
+    schedule = {"epochs": 10, "batch_size": 32, "checkpoint_every": 100, "backend": "numpy",
+                "dtype": "float32", **table}
+    check_int(schedule["epochs"], "schedule.epochs", minimum=1)
+    check_int(schedule["batch_size"], "schedule.batch_size", minimum=1)
+    check_int(schedule["checkpoint_every"], "schedule.checkpoint_every")
+    check_choice(schedule["backend"], ("numpy", "cupy"), "schedule.backend")
+    check_choice(schedule["dtype"], ("float32", "float64"), "schedule.dtype")
+    return schedule
+
+
+def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    merged = {"name": "adam", "lr": 1e-3} if base is None else dict(base)
+    if "name" in table and base is not None and table["name"] != base["name"]:
+        merged = {"name": table["name"], "lr": base["lr"]}
+    merged.update(table)
+    check_choice(merged["name"], tuple(OPTIMIZERS), f"{where}.name")
+    check_keys(table, _OPTIMIZER_KEYS[merged["name"]], where)
+    try:
+        OPTIMIZERS[merged["name"]](**{k: v for k, v in merged.items() if k != "name"})
+    except ConfigurationError as exc:
+        raise ConfigurationError(str(exc).replace("optimizer.", f"{where}.", 1)) from None
+    return merged
+
+
+def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
+    where = f"rules[{index}]"
+    check_keys(table, _RULE_KEYS, where)
+    if "rule" not in table:
+        raise ConfigurationError(f"{where}.rule: required key is missing; one of {', '.join(RULES)}")
+    check_choice(table["rule"], tuple(RULES), f"{where}.rule")
+    label = table.get("label", table["rule"])
+    if not isinstance(label, str) or not label or "/" in label:
+        raise ConfigurationError(f"{where}.label: expected a name without '/', got {label!r}")
+    settings: dict[str, Any] = {}
+    if "loss" in table:
+        check_choice(table["loss"], LOSSES, f"{where}.loss")
+        settings["loss"] = table["loss"]
+    if table["rule"] == "predictive_coding":
+        if "mode" in table:
+            check_choice(table["mode"], ("discriminative",), f"{where}.mode")
+            settings["mode"] = table["mode"]
+        inference = table.get("inference", {})
+        check_keys(inference, ("steps", "step_size", "tolerance", "init", "fixed_prediction"), f"{where}.inference")
+        try:
+            Relaxation(**inference)
+        except ConfigurationError as exc:
+            raise ConfigurationError(str(exc).replace("inference.", f"{where}.inference.", 1)) from None
+        settings["inference"] = dict(inference)
+    else:
+        for key in ("inference", "mode", "learn_recognition"):
+            if key in table:
+                raise ConfigurationError(f"{where}.{key}: rule {table['rule']!r} has no {key}")
+    rule_optimizer = _optimizer(table.get("optimizer", {}), f"{where}.optimizer", optimizer)
+    return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
+
+
+def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
+    check_keys(document, _SECTIONS, "study file")
+    study = _table(document, "study")
+    check_keys(study, ("name", "description", "seeds", "out"), "study")
+    seeds = study.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigurationError(f"study.seeds: expected a non-empty list of whole numbers, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        check_int(seed, f"study.seeds[{i}]")
+    model = _model(_table(document, "model"), path)
+    optimizer = _optimizer(_table(document, "optimizer"), "optimizer")
+    rules_table = document.get("rules")
+    if not isinstance(rules_table, list) or not rules_table:
+        raise ConfigurationError("rules: expected at least one [[rules]] table")
+    rules = tuple(_rule(table, i, optimizer) for i, table in enumerate(rules_table))
+    labels = [r.label for r in rules]
+    for i, label in enumerate(labels):
+        if labels.index(label) != i:
+            raise ConfigurationError(f"rules[{i}].label: {label!r} is used twice; give each rule its own label")
+    probes_table = document.get("probes", [])
+    if not isinstance(probes_table, list):
+        raise ConfigurationError(f"probes: expected [[probes]] tables, got {probes_table!r}")
+    hierarchy = build(model, seed=0)
+    probes = tuple(Probe.from_dict(table, f"probes[{i}]") for i, table in enumerate(probes_table))
+    for i, probe in enumerate(probes):
+        probe.validate(f"probes[{i}]", hierarchy)
+    name = study.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"study.name: expected a name, got {name!r}")
+    return StudyPlan(
+        path=path,
+        name=name,
+        description=str(study.get("description", "")),
+        seeds=tuple(int(s) for s in seeds),
+        out=Path(study.get("out", Path("runs") / name)),
+        model=model,
+        data=_data(_table(document, "data")),
+        schedule=_schedule(_table(document, "schedule")),
+        rules=rules,
+        probes=probes,
+        source=source,
+    )
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyPlan:
+    """Read and validate a study file; every error names the file and the key."""
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: no such study file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot be read ({exc})") from None
+    try:
+        document = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return _plan(document, path, source)
+    except ConfigurationError as exc:
+        message = str(exc)
+        raise ConfigurationError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    except (TypeError, ValueError) as exc:  # a value of a type no check foresaw
+        raise ConfigurationError(f"{path}: {exc}") from None
