@@ -118,6 +118,7 @@ def _rewrite(
         new.attrs.update(dict(old.attrs))
         for name in ("config", "environment"):
             new.create_dataset(name, data=old[name][()])
+        new.require_group("probes")
         for group_name in ["metrics"] + [f"probes/{p}" for p in old["probes"]]:
             if group_name == "metrics":
                 keep = metric_rows
@@ -186,6 +187,7 @@ class RecordingWriter:
             )
             f.create_dataset("config", data=json.dumps(config, default=str))
             f.create_dataset("environment", data=json.dumps(environment, default=str))
+            f.create_group("probes")  # present even when nothing is probed
             group = f.create_group("metrics")
             _time_series(group, "epoch", (), np.int64, INDEX_FILL)
             for name in metrics:

@@ -1,0 +1,378 @@
+"""Study reports: figures and a Markdown summary from a study folder's recordings.
+
+``write_report(OUT)`` reads ``OUT/study.json`` (docs/studies.md) and the
+recordings it names, and writes ``OUT/report/``: ``summary.md``,
+``learning_curves.png`` and, when some run recorded them, ``alignment.png``
+and ``energy.png``. ``compare_table([OUT, ...])`` sets several studies' rules
+against their backprop baseline. Only complete runs enter the aggregates; the
+others are listed with the reason they were left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+from .analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
+from .errors import CortexsimError, FormatError
+from .recording import open_recording, partial_path
+
+__all__ = ["write_report", "compare_table", "load_study", "RunData"]
+
+FIGURES = ("learning_curves.png", "alignment.png", "energy.png")
+
+
+@dataclass
+class RunData:
+    """One rule x seed of a study, with what the report needs read into memory."""
+
+    label: str
+    rule: str
+    seed: int
+    status: str
+    recording: str
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    alignment: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    energy: tuple[np.ndarray, np.ndarray] | None = None
+    problem: str = ""  # why the run is left out of the aggregates ("" = included)
+
+    @property
+    def included(self) -> bool:
+        return not self.problem
+
+
+def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
+    run = RunData(
+        label=str(entry.get("label") or entry.get("rule")),
+        rule=str(entry.get("rule", "")),
+        seed=int(entry.get("seed", 0)),
+        status=str(entry.get("status", "unknown")),
+        recording=str(entry.get("recording", "")),
+    )
+    path = out / run.recording
+    if not run.recording or not (path.is_file() or partial_path(path).is_file()):
+        run.problem = "no recording"
+        return run
+    path = path if path.is_file() else partial_path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # partial files warn on open
+            with open_recording(path) as rec:
+                run.metrics = {k: np.array(v) for k, v in rec.metrics.items()}
+                complete = rec.status == "complete" and path.name == Path(run.recording).name
+                if run.status == "complete" and complete:
+                    for probe in rec.select(quantity="alignment"):
+                        run.alignment[probe.target] = (probe.step, probe.to_numpy()[:, 0])
+                    energy = rec.select(quantity="energy")
+                    if energy:
+                        run.energy = (energy[0].epoch, energy[0].to_numpy())
+    except (CortexsimError, OSError) as exc:
+        run.problem = f"recording unreadable ({exc})"
+        return run
+    if run.status != "complete":
+        run.problem = f"status {run.status}"
+    elif not complete:
+        run.problem = "recording incomplete"
+    elif len(run.metrics.get("test_accuracy", ())) == 0:
+        run.problem = "no test accuracy recorded"
+    return run
+
+
+def load_study(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[RunData]]:
+    """Read ``OUT/study.json`` and every run's recording (metrics, alignment, energy)."""
+    out = Path(out_dir)
+    study_file = out / "study.json"
+    if not study_file.is_file():
+        raise FormatError(f"{out}: not a study folder (no study.json)")
+    try:
+        study = json.loads(study_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{study_file}: not valid JSON ({exc})") from exc
+    runs = [_read_run(out, entry) for entry in study.get("runs", [])]
+    return study, runs
+
+
+def _labels(runs: Sequence[RunData]) -> list[str]:
+    return list(dict.fromkeys(run.label for run in runs))
+
+
+def _summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
+    """summary_table over the included runs, one row per label (study order), with its rule."""
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in _labels(runs)}
+    rules = {}
+    for run in runs:
+        rules.setdefault(run.label, run.rule)
+        if run.included:
+            m = run.metrics
+            results[run.label].append(
+                {
+                    "test": m["test_accuracy"],
+                    "validation": m.get("validation_accuracy"),
+                    "epoch": m.get("epoch"),
+                }
+            )
+    rows = summary_table(results)
+    for row in rows:
+        row["rule"] = rules[row["label"]]
+    return rows
+
+
+def _pct(value: float) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{100.0 * value:.2f}"
+
+
+def _pm(mean: float, sd: float) -> str:
+    return "—" if not np.isfinite(mean) else f"{_pct(mean)} ± {_pct(sd)}"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _last(metrics: dict[str, np.ndarray], name: str) -> float | None:
+    values = metrics.get(name)
+    return float(values[-1]) if values is not None and len(values) else None
+
+
+def _run_row(run: RunData) -> str:
+    m = run.metrics
+    epochs = len(m.get("epoch", ()))
+    best, at_best = "—", "—"
+    validation, test = m.get("validation_accuracy"), m.get("test_accuracy")
+    if (
+        validation is not None
+        and test is not None
+        and len(validation)
+        and np.any(np.isfinite(validation))
+    ):
+        index = best_epoch(validation[: len(test)])
+        epoch = m.get("epoch")
+        best = (
+            str(int(epoch[index])) if epoch is not None and len(epoch) > index else str(index + 1)
+        )
+        at_best = _pct(float(test[index]))
+    note = "" if run.included else f"excluded: {run.problem}"
+    cells = [
+        run.label,
+        run.rule,
+        str(run.seed),
+        run.status,
+        str(epochs),
+        _num(_last(m, "train_loss")),
+        _pct(_last(m, "validation_accuracy")),
+        _pct(_last(m, "test_accuracy")),
+        best,
+        at_best,
+        f"`{run.recording}`",
+        note,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _figures(runs: Sequence[RunData], folder: Path, name: str) -> list[tuple[str, str]]:
+    """Draw and save the figures; returns (file name, caption) of those written."""
+    included = [run for run in runs if run.included]
+    colors = plots.rule_colors(_labels(runs))
+    written = []
+    metrics = {label: [r.metrics for r in included if r.label == label] for label in _labels(runs)}
+    metrics = {label: seeds for label, seeds in metrics.items() if seeds}
+    if metrics:
+        fig = plots.learning_curves(metrics, colors, prefix=f"{name}: ")
+        plots.save(fig, folder / "learning_curves.png")
+        written.append(("learning_curves.png", "Learning curves"))
+    aligned = {
+        label: [r.alignment for r in included if r.label == label and r.alignment]
+        for label in _labels(runs)
+    }
+    aligned = {label: seeds for label, seeds in aligned.items() if seeds}
+    if aligned:
+        fig = plots.alignment(aligned, colors, prefix=f"{name}: ")
+        plots.save(fig, folder / "alignment.png")
+        written.append(("alignment.png", "Alignment with backprop"))
+    energy = {
+        label: [r.energy for r in included if r.label == label and r.energy is not None]
+        for label in _labels(runs)
+    }
+    energy = {label: seeds for label, seeds in energy.items() if seeds}
+    if energy:
+        fig = plots.energy(energy, colors, prefix=f"{name}: ")
+        plots.save(fig, folder / "energy.png")
+        written.append(("energy.png", "Energy during inference"))
+    for stale in set(FIGURES) - {file for file, _ in written}:
+        (folder / stale).unlink(missing_ok=True)  # left by an earlier report of this folder
+    return written
+
+
+HOW = """\
+## How the numbers were computed
+
+Every number above can be regenerated from the recordings (`cortexsim.open(path).metrics`,
+the `/metrics/*` datasets of each HDF5 file):
+
+- **Test accuracy at the best validation epoch**: for each complete run, the first epoch
+  with the highest `validation_accuracy` is chosen and `test_accuracy` at that epoch is
+  taken; the table gives the mean and the sample standard deviation (ddof = 1; 0 for a
+  single seed) over that rule's complete seeds, in percent. A rule without a validation
+  curve uses its final epoch instead (said in the table).
+- **Final-epoch test accuracy**: `test_accuracy[-1]`, mean ± sample sd over seeds.
+- **Best epoch**: mean over seeds of the 1-based epoch number (`/metrics/epoch`) chosen above.
+- **Per-run table**: the last row of each metric; runs whose status is not `complete`
+  (running, diverged, failed) show what their recording holds so far and are left out of
+  every aggregate and figure.
+- **Figures**: lines are means over complete seeds; shaded bands are 95 % Student t
+  intervals of the mean (`cortexsim.analysis.mean_and_interval`). Alignment is column 0
+  (cosine) of each `alignment` probe's rows against the batch counter `step`, averaged per
+  seed in windows of batches (at most 100 windows; the figure title gives the width). Energy is the
+  `energy` probe's rows averaged over the batches of the first and of the last recorded
+  epoch of each run, then over seeds.
+
+```python
+import cortexsim, numpy as np
+m = cortexsim.open("OUT/LABEL/seedS.h5").metrics
+i = np.argmax(m["validation_accuracy"])      # first best epoch
+print(m["epoch"][i], m["test_accuracy"][i])
+```
+"""
+
+
+def write_report(out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``OUT/report/`` (summary.md and figures) for the study in ``out_dir``;
+    returns the path of ``summary.md``."""
+    out = Path(out_dir)
+    study, runs = load_study(out)
+    name = str(study.get("name") or out.name)
+    folder = out / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = _figures(runs, folder, name)
+    rows = _summary_rows(runs)
+
+    lines = [f"# Study report: {name}", ""]
+    if study.get("description"):
+        lines += [str(study["description"]), ""]
+    done = sum(run.included for run in runs)
+    lines += [
+        f"Study `{name}`: {_count(len(rows), 'rule')}, {_count(len(runs), 'run')}, "
+        f"{done} complete and included in the aggregates.",
+        "",
+        "## Test accuracy per rule",
+        "",
+        "| rule label | learning rule | seeds | test accuracy at best validation epoch (%) "
+        "| final-epoch test accuracy (%) | best epoch (mean) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    notes = []
+    for row in rows:
+        if row["seeds"] == 0:
+            lines.append(f"| {row['label']} | {row['rule']} | 0 | — | — | — |")
+            notes.append(f"- `{row['label']}`: no complete run.")
+            continue
+        best = _pm(row["best_test_mean"], row["best_test_sd"])
+        if row["selection"] == FINAL_EPOCH:
+            best += " (final epoch)"
+            notes.append(f"- `{row['label']}`: {row['note']}.")
+        final = _pm(row["final_test_mean"], row["final_test_sd"])
+        lines.append(
+            f"| {row['label']} | {row['rule']} | {row['seeds']} | {best} "
+            f"| {final} | {row['best_epoch_mean']:.1f} |"
+        )
+    excluded = [run for run in runs if not run.included]
+    if excluded:
+        which = ", ".join(f"`{r.label}` seed {r.seed} ({r.problem})" for r in excluded)
+        notes.append(f"- Left out of the aggregates and figures: {which}.")
+    lines += [""] + (notes + [""] if notes else [])
+    lines += [
+        "## Runs",
+        "",
+        "| label | rule | seed | status | epochs | final train loss "
+        "| final validation accuracy (%) | final test accuracy (%) | best validation epoch "
+        "| test accuracy at that epoch (%) | recording | note |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    lines += [_run_row(run) for run in runs]
+    lines += ["", "## Figures", ""]
+    if figures:
+        for file, caption in figures:
+            lines += [f"### {caption}", "", f"![{caption}]({file})", ""]
+    else:
+        lines += ["No complete run to plot.", ""]
+    lines.append(HOW)
+    summary = folder / "summary.md"
+    summary.write_text("\n".join(lines))
+    return summary
+
+
+def _is_backprop(row: dict[str, Any]) -> bool:
+    return row["label"] == "backprop" or row["rule"] == "backprop"
+
+
+def compare_table(out_dirs: Sequence[str | os.PathLike[str]]) -> str:
+    """A Markdown table of every study's rules against that study's backprop run.
+
+    Per study and rule label: complete seeds, test accuracy at the best validation
+    epoch (mean ± sample sd over seeds, %), and its difference in percentage points
+    to the mean of the study's backprop rule (the label ``backprop`` or else the
+    first label whose rule is ``backprop``); "n/a" where a study has none.
+    """
+    lines = [
+        "| study | rule label | learning rule | seeds | test accuracy (%) "
+        "| difference to backprop (pp) |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for out in out_dirs:
+        study, runs = load_study(out)
+        name = str(study.get("name") or Path(out).name)
+        rows = [row for row in _summary_rows(runs) if row["seeds"] > 0]
+        reference = sorted(
+            (r for r in rows if _is_backprop(r)), key=lambda r: r["label"] != "backprop"
+        )
+        bp = reference[0] if reference else None
+        for row in rows:
+            if bp is None:
+                diff = "n/a (no backprop)"
+            elif row is bp:
+                diff = "reference"
+            else:
+                diff = f"{100.0 * (row['best_test_mean'] - bp['best_test_mean']):+.2f}"
+            best = _pm(row["best_test_mean"], row["best_test_sd"])
+            if row["selection"] == FINAL_EPOCH:
+                best += " (final epoch)"
+            lines.append(
+                f"| {name} | {row['label']} | {row['rule']} | {row['seeds']} | {best} | {diff} |"
+            )
+    lines += [
+        "",
+        "Test accuracy at each run's best validation epoch, mean ± sample sd over complete seeds; "
+        "the difference is the rule's mean minus backprop's mean in the same study.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cortexsim.report OUT [OUT ...]``: write each report; with several
+    folders, also print the comparison table."""
+    folders = list(sys.argv[1:] if argv is None else argv)
+    if not folders:
+        print("usage: python -m cortexsim.report OUT [OUT ...]", file=sys.stderr)
+        return 2
+    for folder in folders:
+        print(write_report(folder))
+    if len(folders) > 1:
+        print(compare_table(folders))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
