@@ -26,7 +26,7 @@ from .validation import check_choice, check_int, check_keys, check_number
 
 __all__ = ["StudyPlan", "RunSpec", "load_study", "DATASETS"]
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes")
 _RULE_KEYS = ("rule", "label", "loss", "mode", "inference", "optimizer", "learn_recognition")
 _OPTIMIZER_KEYS = {

@@ -48,3 +48,15 @@ def test_python_dash_m():
                             cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "backends:" in result.stdout
+
+
+def test_data_list_and_verify(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CORTEXSIM_DATA", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "mnist" in out and "missing" in out
+    assert main(["data", "verify"]) == 0  # missing datasets are not a fault
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte.gz").write_bytes(b"not the real file")
+    assert main(["data", "verify"]) == 1
+    assert "corrupt" in capsys.readouterr().out

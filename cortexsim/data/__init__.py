@@ -1,4 +1,9 @@
-"""Datasets as flat float32 arrays: scikit-learn digits, MNIST and Fashion-MNIST."""
+"""Datasets as flat float32 arrays: digits, MNIST, Fashion-MNIST, shapes and dSprites.
+
+Natural-image patches (:func:`load_patches`) are unlabelled and not in [0, 1],
+so they have their own loader rather than a :class:`Dataset`; the factors of
+shapes and dSprites come from :func:`load_shapes` and :func:`load_dsprites`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,28 @@ import os
 
 import numpy as np
 
+from cortexsim.data.binarize import binarize
+from cortexsim.data.dsprites import load_dsprites
+from cortexsim.data.patches import load_patches
+from cortexsim.data.shapes import load_shapes, shapes_factors
 from cortexsim.errors import ConfigurationError, DataError, did_you_mean
 
-__all__ = ["DATASET_NAMES", "Dataset", "load", "one_hot"]
+__all__ = [
+    "DATASET_NAMES",
+    "Dataset",
+    "load",
+    "one_hot",
+    "binarize",
+    "load_shapes",
+    "shapes_factors",
+    "load_dsprites",
+    "load_patches",
+]
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
+
+# Images drawn from the 737,280-image grids when load() is not told how many.
+_DEFAULT_SPRITES = 10_000
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,29 +149,58 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
     return out
 
 
-def load(name: str, *, data_dir: str | os.PathLike | None = None) -> Dataset:
+def load(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    n: int | None = None,
+    seed: int = 0,
+) -> Dataset:
     """Load a dataset by name as flat float32 images in [0, 1].
 
     Parameters
     ----------
-    name : {"digits", "mnist", "fashion-mnist"}
+    name : {"digits", "mnist", "fashion-mnist", "shapes", "dsprites"}
         Which dataset.
     data_dir : str or os.PathLike, optional
-        Folder holding the ``mnist/`` and ``fashion-mnist/`` subfolders;
-        defaults to ``$CORTEXSIM_DATA`` or the user cache folder. Unused
-        by "digits", which ships with scikit-learn.
+        Folder holding the ``mnist/``, ``fashion-mnist/`` and ``dsprites/``
+        subfolders; defaults to ``$CORTEXSIM_DATA`` or the user cache folder.
+        Unused by "digits" (ships with scikit-learn) and "shapes" (generated).
+    n : int, optional
+        "shapes" and "dsprites" only: number of images drawn at random from
+        the factor grid, default 10000; the last fifth is the test set.
+    seed : int, default 0
+        "shapes" and "dsprites" only: seed of that draw.
 
     Returns
     -------
     Dataset
         digits: (1437, 64) train / (360, 64) test, image_shape (8, 8);
-        MNIST and Fashion-MNIST: (60000, 784) / (10000, 784), image_shape (28, 28).
+        MNIST and Fashion-MNIST: (60000, 784) / (10000, 784), image_shape (28, 28);
+        shapes and dSprites: (0.8 n, 4096) / (0.2 n, 4096), image_shape (64, 64),
+        labels the shape class (0 square, 1 ellipse, 2 heart).
     """
     if name not in DATASET_NAMES:
         raise ConfigurationError(
             f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}"
             f"{did_you_mean(name, DATASET_NAMES)}"
         )
+    if name in ("shapes", "dsprites"):
+        count = _DEFAULT_SPRITES if n is None else n
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 2:
+            raise ConfigurationError(f"load({name!r}): n must be a whole number >= 2, got {n!r}")
+        if name == "shapes":
+            sample = load_shapes(n=int(count), seed=seed)
+        else:
+            sample = load_dsprites(data_dir, n=int(count), seed=seed)
+        # The draw is already random without replacement, so a plain cut gives
+        # disjoint, identically distributed train and test sets.
+        cut = int(count) - max(1, int(count) // 5)
+        y = sample.classes[:, 0].astype(np.int64)
+        x = sample.images
+        return Dataset(name, x[:cut], y[:cut], x[cut:], y[cut:], 3, (64, 64))
+    if n is not None:
+        raise ConfigurationError(f"load({name!r}): n applies only to 'shapes' and 'dsprites'")
     if name == "digits":
         from cortexsim.data.digits import load_digits_arrays
 
