@@ -266,3 +266,18 @@ def test_mutated_study_files_never_give_a_traceback(tmp_path, mutations):
         assert str(exc).startswith(str(path))
     else:
         assert plan.rules and plan.seeds
+
+
+def test_run_then_report_end_to_end_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, TINY)), "--out", str(out), "--quiet", "--seeds", "3,4"]) == 0
+    assert main(["report", str(out)]) == 0
+    report = out / "report"
+    for name in ("learning_curves.png", "alignment.png", "energy.png", "summary.md"):
+        assert (report / name).stat().st_size > 1000, name
+    summary = (report / "summary.md").read_text()
+    assert "| pc |" in summary and "| backprop |" in summary
+    index = json.loads((out / "study.json").read_text())
+    assert sorted({r["seed"] for r in index["runs"]}) == [3, 4]
+    assert main(["compare", str(out), str(out)]) == 0
+    assert "backprop" in capsys.readouterr().out
