@@ -110,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
               f"  cortexsim run {args.study} --out {out} --resume", file=sys.stderr)
         return 130
     failed = [r for r in index["runs"] if r.get("status") != "complete"]
+    if plan.report:
+        from .report import write_report
+
+        summary = write_report(out)
     if not args.quiet:
         print(f"\n{plan.name}: {len(index['runs']) - len(failed)} of {len(index['runs'])} runs complete in {out}")
         for run in index["runs"]:
@@ -117,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
             accuracy = final[-1].get("test_accuracy")
             shown = "" if accuracy is None else f"  test accuracy {accuracy:.4f}"
             print(f"  {run['label']:<20} seed {run['seed']:<4} {run['status']}{shown}")
-        print(f"report: cortexsim report {out}")
+        print(f"report: {summary}" if plan.report else f"report: cortexsim report {out}")
     return 1 if failed else 0
 
 

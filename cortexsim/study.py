@@ -27,7 +27,7 @@ from .validation import check_choice, check_int, check_keys, check_number
 __all__ = ["StudyPlan", "RunSpec", "load_study", "DATASETS"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
-_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes")
+_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "outputs")
 _RULE_KEYS = ("rule", "label", "loss", "mode", "inference", "optimizer", "learn_recognition")
 _OPTIMIZER_KEYS = {
     "sgd": ("name", "lr"),
@@ -67,6 +67,7 @@ class StudyPlan:
     schedule: Mapping[str, Any]
     rules: tuple[RunSpec, ...]
     probes: tuple[Probe, ...]
+    report: bool = False
     source: str = field(repr=False, default="")
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,6 +208,16 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     probes = tuple(Probe.from_dict(table, f"probes[{i}]") for i, table in enumerate(probes_table))
     for i, probe in enumerate(probes):
         probe.validate(f"probes[{i}]", hierarchy)
+    outputs = _table(document, "outputs")
+    check_keys(outputs, ("out", "report"), "outputs")
+    if "out" in outputs and "out" in study:
+        raise ConfigurationError("outputs.out: the output folder is given twice (also as study.out); keep one")
+    out = outputs.get("out", study.get("out"))
+    if out is not None and not isinstance(out, str):
+        raise ConfigurationError(f"outputs.out: expected a folder name, got {out!r}")
+    report = outputs.get("report", False)
+    if not isinstance(report, bool):
+        raise ConfigurationError(f"outputs.report: expected true or false, got {report!r}")
     name = study.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"study.name: expected a name, got {name!r}")
@@ -215,12 +226,13 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
         name=name,
         description=str(study.get("description", "")),
         seeds=tuple(int(s) for s in seeds),
-        out=Path(study.get("out", Path("runs") / name)),
+        out=Path(out) if out is not None else Path("runs") / name,
         model=model,
         data=_data(_table(document, "data")),
         schedule=_schedule(_table(document, "schedule")),
         rules=rules,
         probes=probes,
+        report=report,
         source=source,
     )
 

@@ -98,6 +98,8 @@ def test_quickstart_is_a_valid_plan():
         ('target = "all"', 'target = "hiden"', r"probes\[0\]\.target: unknown value 'hiden'.*\(did you mean 'hidden'\?\)"),
         ('quantity = "energy"', 'quantity = "enrgy"', r"probes\[1\]\.quantity: unknown value 'enrgy'"),
         ("[optimizer]", "[optimiser]", r"study file\.optimiser: unknown key.*\(did you mean 'optimizer'\?\)"),
+        ("[data]", '[outputs]\nreport = "yes"\n[data]', r"outputs\.report: expected true or false, got 'yes'"),
+        ("[data]", '[outputs]\nrepot = true\n[data]', r"outputs\.repot: unknown key.*\(did you mean 'report'\?\)"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(tmp_path, old, new, message):
