@@ -7,6 +7,7 @@ file and the key path (``rules[1].inference.steps``).
 
 from __future__ import annotations
 
+import inspect
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,7 +18,6 @@ from typing import Any
 from .errors import ConfigurationError
 from .hierarchy import build
 from .inference import Relaxation
-from .losses import LOSSES
 from .optim import OPTIMIZERS
 from .probes import Probe
 from .rules import RULES
@@ -28,7 +28,6 @@ __all__ = ["StudyPlan", "RunSpec", "load_study", "DATASETS"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "outputs")
-_RULE_KEYS = ("rule", "label", "loss", "mode", "inference", "optimizer", "learn_recognition")
 _OPTIMIZER_KEYS = {
     "sgd": ("name", "lr"),
     "momentum": ("name", "lr", "momentum"),
@@ -152,33 +151,39 @@ def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | N
 
 def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     where = f"rules[{index}]"
-    check_keys(table, _RULE_KEYS, where)
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"{where}: expected a [[rules]] table, got {table!r}")
     if "rule" not in table:
         raise ConfigurationError(f"{where}.rule: required key is missing; one of {', '.join(RULES)}")
     check_choice(table["rule"], tuple(RULES), f"{where}.rule")
+    # A rule's settings are its constructor's keyword arguments.
+    accepted = tuple(inspect.signature(RULES[table["rule"]]).parameters)
+    check_keys(table, ("rule", "label", "optimizer") + accepted, where)
     label = table.get("label", table["rule"])
     if not isinstance(label, str) or not label or "/" in label:
         raise ConfigurationError(f"{where}.label: expected a name without '/', got {label!r}")
-    settings: dict[str, Any] = {}
-    if "loss" in table:
-        check_choice(table["loss"], LOSSES, f"{where}.loss")
-        settings["loss"] = table["loss"]
-    if table["rule"] == "predictive_coding":
-        if "mode" in table:
-            check_choice(table["mode"], ("discriminative",), f"{where}.mode")
-            settings["mode"] = table["mode"]
-        inference = table.get("inference", {})
-        check_keys(inference, ("steps", "step_size", "tolerance", "init", "fixed_prediction"), f"{where}.inference")
-        try:
-            Relaxation(**inference)
-        except ConfigurationError as exc:
-            raise ConfigurationError(str(exc).replace("inference.", f"{where}.inference.", 1)) from None
-        settings["inference"] = dict(inference)
-    else:
-        for key in ("inference", "mode", "learn_recognition"):
-            if key in table:
-                raise ConfigurationError(f"{where}.{key}: rule {table['rule']!r} has no {key}")
+    settings = {k: v for k, v in table.items() if k not in ("rule", "label", "optimizer")}
+    if "mode" in settings:  # studies compare rules on a labelled task
+        check_choice(settings["mode"], ("discriminative",), f"{where}.mode")
+    if "inference" in settings:
+        check_keys(settings["inference"], ("steps", "step_size", "tolerance", "init", "fixed_prediction"),
+                   f"{where}.inference")
+        settings["inference"] = dict(settings["inference"])
     rule_optimizer = _optimizer(table.get("optimizer", {}), f"{where}.optimizer", optimizer)
+    spec = RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
+    try:
+        spec.make_rule()  # the rule's own checks, before anything runs
+    except ConfigurationError as exc:
+        message = str(exc)
+        for prefix in ("rule.", "inference."):
+            if message.startswith(prefix):
+                message = f"{where}.{message}" if prefix == "inference." else f"{where}.{message[len(prefix):]}"
+                break
+        else:
+            message = f"{where}: {message}"
+        raise ConfigurationError(message) from None
+    except TypeError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
     return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
 
 
