@@ -104,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else plan.out
     try:
         index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
-                          data_dir=args.data_dir, progress=_progress(args.quiet))
+                          overwrite=args.overwrite, data_dir=args.data_dir,
+                          progress=_progress(args.quiet))
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
               f"  cortexsim run {args.study} --out {out} --resume", file=sys.stderr)
@@ -173,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--seeds", help="comma-separated seeds, replacing the study's")
     run.add_argument("--backend", choices=["numpy", "cupy"], help="replace the study's backend")
     run.add_argument("--resume", action="store_true", help="skip completed runs, continue killed ones")
+    run.add_argument("--overwrite", action="store_true", help="replace runs already in the output folder")
     run.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")

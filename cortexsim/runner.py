@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import load
-from .errors import CortexsimError, DivergenceError
+from .errors import ConfigurationError, CortexsimError, DivergenceError
 from .hierarchy import build
 from .optim import make_optimizer
 from .probes import Probe
@@ -70,6 +70,7 @@ def run_study(
     seeds: Sequence[int] | None = None,
     backend: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     data_dir: str | None = None,
     progress: Callable[[str, Scheduler], Any] | None = None,
 ) -> dict[str, Any]:
@@ -83,15 +84,28 @@ def run_study(
         Override the plan's seeds and backend.
     resume : bool
         Skip completed runs and continue killed ones from their checkpoints.
+    overwrite : bool
+        Replace recordings already in ``out``; without it (or ``resume``) an
+        existing recording stops the study before anything runs.
     progress : callable, optional
         ``progress(title, scheduler)`` is called before each run, to attach a
         progress display to the scheduler's slots.
     """
     out = Path(out if out is not None else plan.out)
+    seeds = tuple(plan.seeds if seeds is None else seeds)
+    if not (resume or overwrite):
+        for spec in plan.rules:
+            for seed in seeds:
+                recording = out / spec.label / f"seed{seed}.h5"
+                for existing in (recording, partial_path(recording)):
+                    if existing.exists():
+                        raise ConfigurationError(
+                            f"{existing} exists already: continue the study with --resume, "
+                            f"replace its runs with --overwrite, or write elsewhere with --out"
+                        )
     out.mkdir(parents=True, exist_ok=True)
     if plan.path.exists():
         shutil.copyfile(plan.path, out / "study.toml")
-    seeds = tuple(plan.seeds if seeds is None else seeds)
     schedule = plan.schedule
     backend = backend or schedule["backend"]
     index: dict[str, Any] = {

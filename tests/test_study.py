@@ -285,3 +285,14 @@ def test_run_then_report_end_to_end_through_the_cli(tmp_path, capsys):
     assert sorted({r["seed"] for r in index["runs"]}) == [3, 4]
     assert main(["compare", str(out), str(out)]) == 0
     assert "backprop" in capsys.readouterr().out
+
+
+def test_an_existing_study_is_not_overwritten_by_accident(tmp_path, capsys):
+    path = write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("epochs = 2", "epochs = 1"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pc/seed0.h5 exists already: continue the study with --resume" in err
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--overwrite"]) == 0
