@@ -59,6 +59,9 @@ class State:
         the final step (``predictions[0]`` is None).
     target : array or None
         The clamped target of the top area (discriminative settings).
+    producer : object or None
+        The rule object whose ``infer`` made this state; a rule reuses the
+        errors of its own states and recomputes them for anyone else's.
     loss : array or None
         The loss of the feedforward sweep against the target (mean over the
         batch), where a target was given: the network's own loss on the batch,
@@ -76,4 +79,5 @@ class State:
     converged: bool | None = None
     predictions: list[Any] | None = None
     target: Any = None
+    producer: Any = None
     loss: Any = None

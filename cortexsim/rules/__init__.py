@@ -11,10 +11,11 @@ from ..errors import ConfigurationError, did_you_mean
 from ..hierarchy import Hierarchy
 from ..inference import State
 from .backprop import Backprop
+from .feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
 from .local import Gradients, hebbian_gradients
 from .predictive_coding import PredictiveCoding
 
-__all__ = ["Rule", "Backprop", "PredictiveCoding", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+__all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
 
 
 class Rule(Protocol):
@@ -29,7 +30,12 @@ class Rule(Protocol):
     def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients: ...
 
 
-RULES = {"backprop": Backprop, "predictive_coding": PredictiveCoding}
+RULES = {
+    "backprop": Backprop,
+    "predictive_coding": PredictiveCoding,
+    "feedback_alignment": FeedbackAlignment,
+    "direct_feedback_alignment": DirectFeedbackAlignment,
+}
 
 
 def make_rule(name: str, **settings: Any) -> Rule:

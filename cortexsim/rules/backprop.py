@@ -77,7 +77,7 @@ class Backprop:
         errors, loss_value = backward(hierarchy, sweep, y, self.loss)
         return State(
             mode="feedforward", sweep=sweep, mu=sweep.h, target=y, loss=loss_value,
-            presynaptic=[None] + sweep.h[:-1], errors=errors,
+            presynaptic=[None] + sweep.h[:-1], errors=errors, producer=self,
         )
 
     def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients:
@@ -88,7 +88,7 @@ class Backprop:
         rule's update can be compared with backprop's on the same batch and
         weights.
         """
-        if state.mode == "feedforward":
+        if state.producer is self:
             errors = state.errors
         else:
             errors, _ = backward(hierarchy, state.sweep, state.target, self.loss)

@@ -1,0 +1,516 @@
+"""Target propagation: the feedback pathway carries *targets* for the
+activities, and its weights are a learned approximate inverse of the forward
+path, trained as a decoder.
+
+Forward, as everywhere (``docs/math.md``): ``a_l = h_{l-1} @ W_ff_l + b_ff_l``,
+``h_l = f_l(a_l)``, ``h_0 = x``; areas ``1 .. L``, the top ``L`` is the output.
+
+Top target (per sample; ``top_step`` is the target step ``lr0`` of Lee et al.)::
+
+    t_L = h_L - top_step * dloss_b/dh_L
+
+Feedback (inverse) mapping of area ``l+1`` onto area ``l`` (``1 <= l < L``)
+uses area ``l+1``'s generative weights ``W_fb_{l+1}`` (n_{l+1}, n_l) and bias
+``b_fb_{l+1}`` (n_l,) followed by the *forward* nonlinearity of the area it
+predicts::
+
+    g_{l+1}(v) = f_l(v @ W_fb_{l+1} + b_fb_{l+1})
+
+This is the choice of Lee et al. (their inverses ``G_i = tanh(. V_i + C_i)``
+mirror the tanh forward layers): ``g`` then ranges over the same set as
+``h_l``. The area's ``feedback_activation`` (``phi``, used by generative
+predictive coding *before* the product) plays no part here. Area 1's
+feedback weights (onto the data) are never used or trained.
+
+Targets travel down (``TargetProp``, Bengio 2014, "How auto-encoders could
+provide credit assignment in deep networks via target propagation",
+arXiv:1407.7906)::
+
+    t_l = g_{l+1}(t_{l+1})
+
+or with the difference correction (``DifferenceTargetProp``; Lee, Zhang,
+Fischer & Bengio 2015, "Difference target propagation", ECML-PKDD,
+arXiv:1412.7525, eq. 15), which makes ``t_l = h_l`` whenever ``t_{l+1} =
+h_{l+1}`` even for an imperfect inverse::
+
+    t_l = h_l + g_{l+1}(t_{l+1}) - g_{l+1}(h_{l+1})
+
+Forward weights. Hidden area ``l`` descends its local loss
+``0.5 |h_l - t_l|^2`` (sum over units, mean over the batch) through its own
+layer only, ``e_l = (t_l - h_l) * f_l'(a_l)``; the top area descends the loss
+itself (as in Lee et al., whose output layer is trained by its gradient),
+``e_L = -dloss_b/da_L``. Both give ``dW_ff_l = -(1/B) h_{l-1}^T e_l``
+(``rules.local.hebbian_gradients``).
+
+Feedback weights, in the same ``gradients`` call (Lee et al.'s "inverse
+training" on Gaussian-corrupted activities): with ``h~_l = h_l + noise * eps``,
+``eps ~ N(0, 1)`` drawn per sample and unit, area ``l+1``'s inverse descends
+``0.5 |g_{l+1}(f_{l+1}(h~_l @ W_ff_{l+1} + b_ff_{l+1})) - h~_l|^2`` (mean over
+the batch) with respect to ``W_fb_{l+1}``, ``b_fb_{l+1}`` only.
+
+Direct DTP with linear feedback (``DDTPLinear``; Meulemans, Carzaniga,
+Suykens, Sacramento & Grewe 2020, "A theoretical framework for target
+propagation", NeurIPS, arXiv:2006.14331, sections 3-4, the "DDTP-linear"
+variant of their experiments): every hidden area ``l`` gets its target
+straight from the output through a learned linear map ``Q_l`` (n_L, n_l),
+kept on the area as the extra parameter ``Q_fb``. Their direct feedback
+``g_l(h_L) = h_L Q_l + c_l`` inserted in the difference correction gives (the
+bias cancels, so none is kept)::
+
+    t_l = h_l + g_l(t_L) - g_l(h_L) = h_l + (t_L - h_L) @ Q_l
+
+``Q_l`` is trained by their difference reconstruction loss (DRL, eq. 12
+without the optional regularisation term): perturb the area, ``h~_l = h_l +
+noise * eps``, run the forward path from area ``l`` to the output,
+``h~_L = f_{l+1 -> L}(h~_l)``, and reconstruct the perturbation through the
+difference-corrected feedback::
+
+    DRL_l = (1 / noise^2) * 0.5 |h_l + (h~_L - h_L) @ Q_l - h~_l|^2
+          = (1 / noise^2) * 0.5 |(h~_L - h_L) @ Q_l - noise * eps|^2
+
+(sum over units, mean over the batch). At its minimum ``Q_l`` approximates
+the pseudo-inverse of the Jacobian of the output with respect to ``h_l``, so
+the targets approximate Gauss-Newton targets (their Theorem 2), the reason
+DDTP aligns with backprop where DTP does not. The output target of their code
+is ``t_L`` above, and their last layer is, as here, trained by its loss
+gradient. Differences from their code: they feed back the output's
+pre-activation (the same as ``h_L`` for a linear output, the case of their
+softmax classifiers) while we use ``h_L`` for every output nonlinearity, and
+they scale the squared error by ``1/(batch * n_l)`` (``F.mse_loss``) where we
+sum over units.
+
+All noise is drawn on the host from the rule's own seeded
+``numpy.random.Generator`` and copied to the backend, so every backend sees
+the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from ..hierarchy import Hierarchy
+from ..inference import State, Sweep, feedforward
+from ..losses import get_loss
+from ..validation import check_choice, check_int, check_number
+from .local import Gradients, hebbian_gradients
+
+__all__ = ["TargetProp", "DifferenceTargetProp", "DDTPLinear", "FIRST_TARGETS"]
+
+FIRST_TARGETS = ("output", "last_hidden")
+
+
+def _check_noise(value: Any, where: str, positive: bool) -> float:
+    value = check_number(value, where, positive=positive)
+    if value < 0:
+        raise ConfigurationError(f"{where}: must be >= 0, got {value!r}")
+    return value
+
+
+class _TargetRule:
+    """Shared plumbing: sweep, top target, local forward updates, noise."""
+
+    name = ""
+    tag = ""
+
+    def __init__(self, loss: str, top_step: float, noise: float, seed: int, positive_noise: bool) -> None:
+        self.loss = get_loss(loss, "rule.loss")
+        self.top_step = check_number(top_step, "rule.top_step", positive=True)
+        self.noise = _check_noise(noise, "rule.noise", positive_noise)
+        self.seed = check_int(seed, "rule.seed")
+        self._rng = np.random.default_rng(self.seed)
+
+    # -- pieces --------------------------------------------------------------
+    def _gaussian(self, hierarchy: Hierarchy, shape: tuple[int, ...]) -> Any:
+        """Standard normal draws from the rule's host generator, on the backend."""
+        return hierarchy.backend.asarray(self._rng.standard_normal(size=shape))
+
+    def _top(self, hierarchy: Hierarchy, sweep: Sweep, y: Any) -> tuple[Any, Any, Any]:
+        """Return (top target t_L, top error -dloss_b/da_L, batch-mean loss)."""
+        be = hierarchy.backend
+        top = len(hierarchy.areas) - 1
+        area = hierarchy.areas[top]
+        self.loss.check_output(area.activation, area.name)
+        shape = (y.shape[0], area.size)
+        buf = hierarchy.buffer
+        # With no f' the loss writes -dloss_b/dh_L (mse: y - h; cross-entropy,
+        # whose top is linear: y - softmax(a)).
+        dh = buf(f"{self.tag}.dh", top, shape)
+        value = self.loss.evaluate(be, sweep.a[top], sweep.h[top], None, y, dh)
+        t = be.multiply(dh, self.top_step, out=buf(f"{self.tag}.t", top, shape))
+        t += sweep.h[top]
+        fprime = area.activation.derivative(be, sweep.a[top], sweep.h[top], buf(f"{self.tag}.fp", top, shape))
+        e = be.multiply(dh, 1.0, out=buf(f"{self.tag}.e", top, shape))
+        if fprime is not None:
+            e *= fprime
+        return t, e, value / y.shape[0]
+
+    def _forward_area(self, hierarchy: Hierarchy, k: int, below: Any, tag: str) -> tuple[Any, Any]:
+        """(a, f(a)) of area ``k`` driven by ``below``, in scratch of its own
+        (the sweep's buffers must stay intact)."""
+        be = hierarchy.backend
+        area = hierarchy.areas[k]
+        shape = (below.shape[0], area.size)
+        a = be.matmul(below, area.W_ff, out=hierarchy.buffer(f"{tag}.a", k, shape))
+        a += area.b_ff
+        return a, area.activation.apply(be, a, hierarchy.buffer(f"{tag}.h", k, shape))
+
+    def _targets(self, hierarchy: Hierarchy, sweep: Sweep, t_top: Any, e_top: Any) -> list[Any]:
+        raise NotImplementedError
+
+    # -- the rule --------------------------------------------------------------
+    def infer(self, hierarchy: Hierarchy, x: Any, y: Any, observe: Any = None) -> State:
+        """The feedforward sweep, the top target and its propagation down.
+
+        Parameters
+        ----------
+        x : array (batch, n_0)
+            Inputs.
+        y : array (batch, n_L)
+            Targets of the top area (one-hot labels for classification).
+        observe
+            Unused: there is no relaxation to watch.
+
+        Returns
+        -------
+        State
+            ``mode = "target"``; ``mu[l]`` is the target ``t_l`` of area ``l``
+            (``mu[0]`` the input); ``errors[l]`` the error area ``l``'s forward
+            weights follow (``(t_l - h_l) * f_l'(a_l)`` below the top,
+            ``-dloss_b/da_L`` at the top); ``loss`` the sweep's loss; ``target`` y.
+            The mode is not ``"feedforward"`` on purpose: ``Backprop.gradients``
+            takes the errors of a feedforward-mode state as backprop's own, and
+            it must recompute them here for alignment to mean anything.
+        """
+        if y is None:
+            raise ConfigurationError(
+                f"rule {self.name!r} sets the top area's target from the loss; "
+                "pass y (one-hot labels or regression targets)"
+            )
+        be = hierarchy.backend
+        sweep = feedforward(hierarchy, x)
+        t_top, e_top, loss_value = self._top(hierarchy, sweep, y)
+        top = len(hierarchy.areas) - 1
+        targets = self._targets(hierarchy, sweep, t_top, e_top)
+        targets[top] = t_top
+        errors: list[Any] = [None] * (top + 1)
+        errors[top] = e_top
+        for l in range(1, top):
+            area = hierarchy.areas[l]
+            shape = tuple(sweep.h[l].shape)
+            e = be.subtract(targets[l], sweep.h[l], out=hierarchy.buffer(f"{self.tag}.e", l, shape))
+            fprime = area.activation.derivative(
+                be, sweep.a[l], sweep.h[l], hierarchy.buffer(f"{self.tag}.fp", l, shape)
+            )
+            if fprime is not None:
+                e *= fprime
+            errors[l] = e
+        targets[0] = x
+        return State(
+            mode="target", sweep=sweep, mu=targets, target=y, loss=loss_value,
+            presynaptic=[None] + sweep.h[:-1], errors=errors,
+        )
+
+    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+        raise NotImplementedError
+
+    def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients:
+        """Descent directions of the forward weights (local, towards the
+        targets) and of the feedback weights (reconstruction of
+        noise-corrupted activities), from a state this rule inferred."""
+        if state.mode != "target":
+            raise ConfigurationError(
+                f"rule {self.name!r} needs the state of its own infer (with targets), "
+                f"got a state of mode {state.mode!r}"
+            )
+        grads = hebbian_gradients(hierarchy, state.presynaptic, state.errors, tag=self.tag)
+        feedback, _ = self._feedback_gradients(hierarchy, state, self.noise)
+        grads.update(feedback)
+        return grads
+
+    def reconstruction_losses(self, hierarchy: Hierarchy, state: State, noise: float | None = None) -> dict[str, Any]:
+        """The feedback pathway's training loss per area, on fresh noise.
+
+        Parameters
+        ----------
+        state : State
+            From this rule's ``infer``.
+        noise : float, optional
+            Standard deviation of the corruption (default: the rule's); draws
+            come from the rule's generator (zero noise draws nothing).
+
+        Returns
+        -------
+        dict
+            Area name (the owner of the feedback weights) -> 0-d backend array,
+            the batch-mean reconstruction loss.
+        """
+        noise = self.noise if noise is None else _check_noise(noise, "noise", False)
+        _, losses = self._feedback_gradients(hierarchy, state, noise)
+        return losses
+
+
+class TargetProp(_TargetRule):
+    """Target propagation through learned layer-wise inverses (Bengio 2014),
+    or, with ``difference=True``, difference target propagation (Lee et al. 2015).
+
+    Parameters
+    ----------
+    loss : str
+        ``"mse"`` or ``"cross_entropy"`` (linear top area).
+    top_step : float
+        ``t_L = h_L - top_step * dloss_b/dh_L``, per sample (> 0). Lee et al.'s
+        ``lr0 = 0.327`` multiplied the gradient of a *batch-mean* loss (batch
+        100), i.e. a per-sample step of 0.0033; here the step is per sample.
+    noise : float
+        Standard deviation of the Gaussian corruption of the activities the
+        inverses are trained on (>= 0; Lee et al. 0.36).
+    difference : bool
+        Apply the difference correction ``h_l - g(h_{l+1})``.
+    seed : int
+        Seeds the rule's noise generator.
+    """
+
+    name = "target_prop"
+    tag = "tp"
+
+    def __init__(
+        self,
+        loss: str = "mse",
+        top_step: float = 0.33,
+        noise: float = 0.36,
+        difference: bool = False,
+        seed: int = 0,
+        first_target: str = "output",
+    ) -> None:
+        super().__init__(loss, top_step, noise, seed, positive_noise=False)
+        if not isinstance(difference, bool):
+            raise ConfigurationError(f"rule.difference: expected true or false, got {difference!r}")
+        check_choice(first_target, FIRST_TARGETS, "rule.first_target")
+        self.difference = difference
+        self.first_target = first_target
+        if difference and type(self) is TargetProp:
+            self.name, self.tag = DifferenceTargetProp.name, DifferenceTargetProp.tag
+
+    def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
+        """Forward weights of every area; feedback weights of areas 2 .. L
+        (area 1's feedback would predict the data, which needs no target)."""
+        keys = [(a.name, p) for a in hierarchy.areas[1:] for p in ("W_ff", "b_ff")]
+        return keys + [(a.name, p) for a in self._inverted(hierarchy) for p in ("W_fb", "b_fb")]
+
+    def _inverted(self, hierarchy: Hierarchy) -> list[Any]:
+        """The areas whose inverse carries targets: 2 .. L, or 2 .. L-1 when
+        the first target is set on the last hidden area."""
+        stop = len(hierarchy.areas) - (1 if self.first_target == "last_hidden" else 0)
+        return hierarchy.areas[2:stop]
+
+    def inverse(self, hierarchy: Hierarchy, k: int, v: Any, tag: str) -> tuple[Any, Any]:
+        """``g_k(v) = f_{k-1}(v @ W_fb_k + b_fb_k)`` for area ``k >= 2``; returns
+        (pre-activation, value), both in scratch named by ``tag``."""
+        be = hierarchy.backend
+        below = hierarchy.areas[k - 1]
+        shape = (v.shape[0], below.size)
+        z = be.matmul(v, hierarchy.areas[k].W_fb, out=hierarchy.buffer(f"{tag}.z", k, shape))
+        z += hierarchy.areas[k].b_fb
+        return z, below.activation.apply(be, z, hierarchy.buffer(f"{tag}.g", k, shape))
+
+    def _targets(self, hierarchy: Hierarchy, sweep: Sweep, t_top: Any, e_top: Any) -> list[Any]:
+        be = hierarchy.backend
+        top = len(hierarchy.areas) - 1
+        targets: list[Any] = [None] * (top + 1)
+        targets[top] = t_top
+        start = top - 1
+        if self.first_target == "last_hidden" and top > 1:
+            # Lee et al.'s code: t_{L-1} = h_{L-1} - top_step * dloss_b/dh_{L-1},
+            # one exact step back through W_ff_L (e_top is -dloss_b/da_L).
+            shape = tuple(sweep.h[start].shape)
+            t = be.matmul(e_top, be.xp.matrix_transpose(hierarchy.areas[top].W_ff), out=hierarchy.buffer(f"{self.tag}.t", start, shape))
+            t *= self.top_step
+            t += sweep.h[start]
+            targets[start] = t
+            start -= 1
+        for l in range(start, 0, -1):
+            shape = tuple(sweep.h[l].shape)
+            t = hierarchy.buffer(f"{self.tag}.t", l, shape)
+            _, g_t = self.inverse(hierarchy, l + 1, targets[l + 1], f"{self.tag}.inv_t")
+            t[...] = g_t
+            if self.difference:
+                _, g_h = self.inverse(hierarchy, l + 1, sweep.h[l + 1], f"{self.tag}.inv_h")
+                t -= g_h
+                t += sweep.h[l]
+            targets[l] = t
+        return targets
+
+    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+        be = hierarchy.backend
+        top = len(hierarchy.areas) - 1
+        tag = f"{self.tag}.rec"
+        presynaptic: list[Any] = [None] * (top + 1)
+        errors: list[Any] = [None] * (top + 1)
+        losses: dict[str, Any] = {}
+        for k in (area.index for area in self._inverted(hierarchy)):
+            l = k - 1
+            h = state.sweep.h[l]
+            shape = tuple(h.shape)
+            corrupted = hierarchy.buffer(f"{tag}.c", l, shape)
+            if noise > 0:
+                be.multiply(self._gaussian(hierarchy, shape), noise, out=corrupted)
+                corrupted += h
+            else:
+                corrupted[...] = h
+            _, up = self._forward_area(hierarchy, k, corrupted, tag)
+            z, rec = self.inverse(hierarchy, k, up, tag)
+            e = be.subtract(corrupted, rec, out=hierarchy.buffer(f"{tag}.e", k, shape))
+            losses[hierarchy.areas[k].name] = 0.5 * be.sum_of_squares(e) / shape[0]
+            fprime = hierarchy.areas[l].activation.derivative(be, z, rec, hierarchy.buffer(f"{tag}.fp", k, shape))
+            if fprime is not None:
+                e *= fprime
+            presynaptic[k], errors[k] = up, e
+        grads = hebbian_gradients(hierarchy, presynaptic, errors, ("W_fb", "b_fb"), tag=tag)
+        return grads, losses
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(loss={self.loss.name!r}, top_step={self.top_step}, "
+            f"noise={self.noise}, difference={self.difference}, seed={self.seed}, "
+            f"first_target={self.first_target!r})"
+        )
+
+
+class DifferenceTargetProp(TargetProp):
+    """Difference target propagation (Lee et al. 2015): ``TargetProp`` with
+    ``difference=True``. Parameters as ``TargetProp`` (without ``difference``)."""
+
+    name = "difference_target_prop"
+    tag = "dtp"
+
+    def __init__(
+        self,
+        loss: str = "mse",
+        top_step: float = 0.33,
+        noise: float = 0.36,
+        seed: int = 0,
+        first_target: str = "output",
+    ) -> None:
+        super().__init__(loss, top_step, noise, True, seed, first_target)
+
+    def __repr__(self) -> str:
+        return (
+            f"DifferenceTargetProp(loss={self.loss.name!r}, top_step={self.top_step}, "
+            f"noise={self.noise}, seed={self.seed}, first_target={self.first_target!r})"
+        )
+
+
+class DDTPLinear(_TargetRule):
+    """Direct difference target propagation with linear direct feedback
+    (DDTP-linear of Meulemans et al. 2020), feedback trained by the
+    difference reconstruction loss.
+
+    Parameters
+    ----------
+    loss : str
+        ``"mse"`` or ``"cross_entropy"`` (linear top area).
+    top_step : float
+        ``t_L = h_L - top_step * dloss_b/dh_L``, per sample (> 0).
+    noise : float
+        Standard deviation ``sigma`` of the perturbation in the difference
+        reconstruction loss (> 0: the loss divides by ``sigma^2``).
+    seed : int
+        Seeds the noise generator and the initial ``Q_l``.
+    scale : float
+        ``Q_l`` starts uniform on ``[-scale * r, scale * r]`` with the Glorot
+        limit ``r = sqrt(6 / (n_L + n_l))``.
+
+    Notes
+    -----
+    ``Q_l`` (n_L, n_l) of hidden area ``l`` is kept on the area as the
+    attribute ``Q_fb`` (an area has no slot for a direct projection), created
+    on first use from ``numpy.random.default_rng((seed, hierarchy.seed, l))``
+    in float64, so every backend starts from the same matrices. The rule's
+    gradients are keyed ``(area, "Q_fb")``, which the optimizers reach by
+    attribute. ``Hierarchy.parameters()`` does not list them, so checkpoints
+    and weight probes do not see them either.
+    """
+
+    name = "ddtp_linear"
+    tag = "ddtp"
+
+    def __init__(self, loss: str = "mse", top_step: float = 0.33, noise: float = 0.36, seed: int = 0, scale: float = 1.0) -> None:
+        super().__init__(loss, top_step, noise, seed, positive_noise=True)
+        self.scale = check_number(scale, "rule.scale", positive=True)
+        self._ready: weakref.WeakSet[Hierarchy] = weakref.WeakSet()
+
+    def direct_feedback(self, hierarchy: Hierarchy) -> list[Any]:
+        """``Q_l`` (n_L, n_l) on the backend for ``1 <= l < L`` (None elsewhere),
+        created on the areas at first use."""
+        top = len(hierarchy.areas) - 1
+        n_top = hierarchy.areas[top].size
+        if hierarchy not in self._ready:
+            for l in range(1, top):
+                area = hierarchy.areas[l]
+                existing = getattr(area, "Q_fb", None)
+                if existing is not None and tuple(existing.shape) == (n_top, area.size):
+                    continue
+                rng = np.random.default_rng([self.seed, hierarchy.seed, l])
+                limit = self.scale * math.sqrt(6.0 / (n_top + area.size))
+                area.Q_fb = hierarchy.backend.asarray(rng.uniform(-limit, limit, size=(n_top, area.size)))
+            self._ready.add(hierarchy)
+        return [None] + [hierarchy.areas[l].Q_fb for l in range(1, top)] + [None]
+
+    def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
+        """Forward weights of every area and ``Q_fb`` of the hidden areas."""
+        keys = [(a.name, p) for a in hierarchy.areas[1:] for p in ("W_ff", "b_ff")]
+        return keys + [(a.name, "Q_fb") for a in hierarchy.areas[1:-1]]
+
+    def _targets(self, hierarchy: Hierarchy, sweep: Sweep, t_top: Any, e_top: Any) -> list[Any]:
+        be = hierarchy.backend
+        top = len(hierarchy.areas) - 1
+        Q = self.direct_feedback(hierarchy)
+        targets: list[Any] = [None] * (top + 1)
+        step = be.subtract(t_top, sweep.h[top], out=hierarchy.buffer(f"{self.tag}.dt", top, tuple(t_top.shape)))
+        for l in range(1, top):
+            t = be.matmul(step, Q[l], out=hierarchy.buffer(f"{self.tag}.t", l, tuple(sweep.h[l].shape)))
+            t += sweep.h[l]
+            targets[l] = t
+        return targets
+
+    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+        if noise <= 0:
+            raise ConfigurationError(
+                f"noise: the difference reconstruction loss of rule {self.name!r} divides by "
+                f"noise^2, so it must be > 0, got {noise!r}"
+            )
+        be = hierarchy.backend
+        xp = be.xp
+        top = len(hierarchy.areas) - 1
+        Q = self.direct_feedback(hierarchy)
+        tag = f"{self.tag}.rec"
+        grads: Gradients = {}
+        losses: dict[str, Any] = {}
+        h_top = state.sweep.h[top]
+        for l in range(1, top):
+            shape = tuple(state.sweep.h[l].shape)
+            kick = be.multiply(self._gaussian(hierarchy, shape), noise, out=hierarchy.buffer(f"{tag}.kick", l, shape))
+            below = be.add(state.sweep.h[l], kick, out=hierarchy.buffer(f"{tag}.c", l, shape))
+            for k in range(l + 1, top + 1):
+                _, below = self._forward_area(hierarchy, k, below, tag)
+            delta = be.subtract(below, h_top, out=hierarchy.buffer(f"{tag}.d", l, tuple(h_top.shape)))
+            # The reconstruction misses the perturbation by delta @ Q_l - noise * eps.
+            e = be.matmul(delta, Q[l], out=hierarchy.buffer(f"{tag}.e", l, shape))
+            be.subtract(kick, e, out=e)
+            losses[hierarchy.areas[l].name] = 0.5 * be.sum_of_squares(e) / (shape[0] * noise**2)
+            e *= -1.0 / (shape[0] * noise**2)
+            grads[(hierarchy.areas[l].name, "Q_fb")] = be.matmul(
+                xp.matrix_transpose(delta), e, out=hierarchy.buffer(f"{tag}.Q", l, tuple(Q[l].shape))
+            )
+        return grads, losses
+
+    def __repr__(self) -> str:
+        return (
+            f"DDTPLinear(loss={self.loss.name!r}, top_step={self.top_step}, "
+            f"noise={self.noise}, seed={self.seed}, scale={self.scale})"
+        )
