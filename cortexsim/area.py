@@ -55,6 +55,7 @@ class Area:
         self.b_fb: Any = parameters.get("b_fb")
         self.mu: Any = None
         self.eps: Any = None
+        self.extra_parameters: list[str] = []
 
     @property
     def name(self) -> str:
@@ -77,10 +78,22 @@ class Area:
         return self.spec.prior
 
     def parameters(self) -> dict[str, Any]:
-        """This area's weight and bias arrays by name (empty for the data area)."""
+        """This area's weight and bias arrays by name (empty for the data area),
+        including parameters a rule added (``add_parameter``)."""
         if self.index == 0:
             return {}
-        return {name: getattr(self, name) for name in PARAMETER_NAMES}
+        names = list(PARAMETER_NAMES) + self.extra_parameters
+        return {name: getattr(self, name) for name in names}
+
+    def add_parameter(self, name: str, value: Any) -> None:
+        """Give the area a parameter a learning rule needs beyond the four every
+        area has (e.g. a direct feedback projection), so optimizers,
+        checkpoints, probes and divergence checks see it like the others."""
+        if name in PARAMETER_NAMES or not name.isidentifier():
+            raise ValueError(f"{name!r} cannot name an added parameter")
+        if name not in self.extra_parameters:
+            self.extra_parameters.append(name)
+        setattr(self, name, value)
 
     def __repr__(self) -> str:
         return (

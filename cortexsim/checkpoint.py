@@ -50,6 +50,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], extra: 
         "position": state["position"],
         "history": state["history"],
         "optimizer_steps": state["optimizer"]["steps"],
+        "rule": state.get("rule", {}),
         "extra": extra or {},
     }
     arrays["meta"] = np.array(json.dumps(meta))
@@ -93,6 +94,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         "parameters": parameters,
         "optimizer": {"steps": meta["optimizer_steps"], "slots": slots},
         "totals": totals,
+        "rule": meta.get("rule", {}),
     }
     return state, meta["extra"]
 

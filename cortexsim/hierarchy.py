@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .area import Area
+from .area import PARAMETER_NAMES, Area
 from .backend import Backend, get_backend
 from .errors import ConfigurationError, did_you_mean
 from .spec import HierarchySpec
@@ -123,13 +123,16 @@ class Hierarchy:
             area's wiring implies.
         """
         current = self.parameters()
+        names = {area.name for area in self.areas[1:]}
         for key, value in values.items():
+            shape = tuple(np.shape(value) if not hasattr(value, "shape") else value.shape)
             if key not in current:
+                if key[0] in names and key[1] not in PARAMETER_NAMES:
+                    continue  # a rule's own parameter, restored before the rule recreates it
                 raise ConfigurationError(
                     f"parameter {key!r}: no such parameter; this hierarchy has "
                     f"{', '.join(map(str, current))}"
                 )
-            shape = tuple(np.shape(value) if not hasattr(value, "shape") else value.shape)
             expected = tuple(current[key].shape)
             if shape != expected:
                 area = self[key[0]]
@@ -140,7 +143,10 @@ class Hierarchy:
                 )
         for (area_name, name), value in values.items():
             host = value if isinstance(value, np.ndarray) else self.backend.to_numpy(value)
-            setattr(self[area_name], name, self.backend.asarray(host))
+            if name in PARAMETER_NAMES:
+                setattr(self[area_name], name, self.backend.asarray(host))
+            else:
+                self[area_name].add_parameter(name, self.backend.asarray(host))
 
     # -- scratch memory for the inference and learning loops -------------
     def buffer(self, name: str, index: int, shape: tuple[int, ...]) -> Any:

@@ -115,6 +115,8 @@ class Scheduler:
         self.hierarchy = hierarchy
         self.rule = rule
         self.optimizer = optimizer
+        if hasattr(rule, "prepare"):  # parameters a rule adds to the areas exist from the start
+            rule.prepare(hierarchy)
         self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
         self.check_every = check_int(check_every, "schedule.check_every")
         self.epochs = check_int(epochs, "schedule.epochs", minimum=1)
@@ -299,6 +301,8 @@ class Scheduler:
             "history": [dict(m) for m in self.history],
             "parameters": self.hierarchy.parameters_to_numpy(),
             "optimizer": self.optimizer.state_dict(),
+            # a rule that draws random numbers carries its generator's position
+            "rule": self.rule.state_dict() if hasattr(self.rule, "state_dict") else {},
             "totals": {name: be.to_numpy(be.xp.asarray(total)) for name, total in self.totals.items()},
         }
 
@@ -307,6 +311,8 @@ class Scheduler:
         be = self.hierarchy.backend
         self.hierarchy.load_parameters(state["parameters"])
         self.optimizer.load_state_dict(self.hierarchy, state["optimizer"])
+        if state.get("rule") and hasattr(self.rule, "load_state_dict"):
+            self.rule.load_state_dict(state["rule"])
         position = state["position"]
         self.epoch, self.batch, self.step = position["epoch"], position["batch"], position["step"]
         self.history = [dict(m) for m in state["history"]]

@@ -14,8 +14,10 @@ from .backprop import Backprop
 from .feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
 from .local import Gradients, hebbian_gradients
 from .predictive_coding import PredictiveCoding
+from .target_prop import DDTPLinear, DifferenceTargetProp, TargetProp
 
-__all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+__all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment",
+           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
 
 
 class Rule(Protocol):
@@ -35,6 +37,9 @@ RULES = {
     "predictive_coding": PredictiveCoding,
     "feedback_alignment": FeedbackAlignment,
     "direct_feedback_alignment": DirectFeedbackAlignment,
+    "target_prop": TargetProp,
+    "difference_target_prop": DifferenceTargetProp,
+    "ddtp_linear": DDTPLinear,
 }
 
 

@@ -5,7 +5,8 @@ path, trained as a decoder.
 Forward, as everywhere (``docs/math.md``): ``a_l = h_{l-1} @ W_ff_l + b_ff_l``,
 ``h_l = f_l(a_l)``, ``h_0 = x``; areas ``1 .. L``, the top ``L`` is the output.
 
-Top target (per sample; ``top_step`` is the target step ``lr0`` of Lee et al.)::
+Top target (``top_step`` plays the part of Lee et al.'s ``lr0``, but per
+sample: theirs multiplied the gradient of a batch-mean loss)::
 
     t_L = h_L - top_step * dloss_b/dh_L
 
@@ -30,10 +31,14 @@ arXiv:1407.7906)::
 
 or with the difference correction (``DifferenceTargetProp``; Lee, Zhang,
 Fischer & Bengio 2015, "Difference target propagation", ECML-PKDD,
-arXiv:1412.7525, eq. 15), which makes ``t_l = h_l`` whenever ``t_{l+1} =
+arXiv:1412.7525), which makes ``t_l = h_l`` whenever ``t_{l+1} =
 h_{l+1}`` even for an imperfect inverse::
 
     t_l = h_l + g_{l+1}(t_{l+1}) - g_{l+1}(h_{l+1})
+
+Lee et al.'s code puts the first target on the last hidden area instead,
+``t_{L-1} = h_{L-1} - top_step * dloss_b/dh_{L-1}``, and never inverts the
+output layer: ``first_target="last_hidden"``.
 
 Forward weights. Hidden area ``l`` descends its local loss
 ``0.5 |h_l - t_l|^2`` (sum over units, mean over the batch) through its own
@@ -59,25 +64,28 @@ bias cancels, so none is kept)::
 
     t_l = h_l + g_l(t_L) - g_l(h_L) = h_l + (t_L - h_L) @ Q_l
 
-``Q_l`` is trained by their difference reconstruction loss (DRL, eq. 12
-without the optional regularisation term): perturb the area, ``h~_l = h_l +
-noise * eps``, run the forward path from area ``l`` to the output,
-``h~_L = f_{l+1 -> L}(h~_l)``, and reconstruct the perturbation through the
-difference-corrected feedback::
+``Q_l`` is trained by their difference reconstruction loss (DRL, without its
+optional regularisation term): perturb the area, ``h~_l = h_l + noise * eps``,
+run the forward path from area ``l`` to the output, ``h~_L = f_{l+1 -> L}(h~_l)``,
+and reconstruct the perturbation through the difference-corrected feedback::
 
     DRL_l = (1 / noise^2) * 0.5 |h_l + (h~_L - h_L) @ Q_l - h~_l|^2
           = (1 / noise^2) * 0.5 |(h~_L - h_L) @ Q_l - noise * eps|^2
 
 (sum over units, mean over the batch). At its minimum ``Q_l`` approximates
 the pseudo-inverse of the Jacobian of the output with respect to ``h_l``, so
-the targets approximate Gauss-Newton targets (their Theorem 2), the reason
-DDTP aligns with backprop where DTP does not. The output target of their code
+the targets approximate Gauss-Newton targets (their theory), and the hidden
+updates align with backprop's better than DTP's do (tested). The output target of their code
 is ``t_L`` above, and their last layer is, as here, trained by its loss
 gradient. Differences from their code: they feed back the output's
 pre-activation (the same as ``h_L`` for a linear output, the case of their
 softmax classifiers) while we use ``h_L`` for every output nonlinearity, and
 they scale the squared error by ``1/(batch * n_l)`` (``F.mse_loss``) where we
 sum over units.
+
+``infer`` returns a ``State`` of mode ``"target"`` whose ``mu[l]`` holds the
+target ``t_l`` (``mu[0]`` the input) and whose ``errors[l]`` holds ``e_l``;
+``reconstruction_losses`` reports the feedback pathway's training loss.
 
 All noise is drawn on the host from the rule's own seeded
 ``numpy.random.Generator`` and copied to the backend, so every backend sees
@@ -99,7 +107,7 @@ from ..losses import get_loss
 from ..validation import check_choice, check_int, check_number
 from .local import Gradients, hebbian_gradients
 
-__all__ = ["TargetProp", "DifferenceTargetProp", "DDTPLinear", "FIRST_TARGETS"]
+__all__ = ["FIRST_TARGETS", "DDTPLinear", "DifferenceTargetProp", "TargetProp"]
 
 FIRST_TARGETS = ("output", "last_hidden")
 
@@ -117,12 +125,22 @@ class _TargetRule:
     name = ""
     tag = ""
 
-    def __init__(self, loss: str, top_step: float, noise: float, seed: int, positive_noise: bool) -> None:
+    def __init__(
+        self, loss: str, top_step: float, noise: float, seed: int, positive_noise: bool
+    ) -> None:
         self.loss = get_loss(loss, "rule.loss")
         self.top_step = check_number(top_step, "rule.top_step", positive=True)
         self.noise = _check_noise(noise, "rule.noise", positive_noise)
         self.seed = check_int(seed, "rule.seed")
         self._rng = np.random.default_rng(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The noise generator's position, for checkpoints (JSON-able)."""
+        return {"rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the noise stream where a checkpoint left it."""
+        self._rng.bit_generator.state = state["rng"]
 
     # -- pieces --------------------------------------------------------------
     def _gaussian(self, hierarchy: Hierarchy, shape: tuple[int, ...]) -> Any:
@@ -143,8 +161,11 @@ class _TargetRule:
         value = self.loss.evaluate(be, sweep.a[top], sweep.h[top], None, y, dh)
         t = be.multiply(dh, self.top_step, out=buf(f"{self.tag}.t", top, shape))
         t += sweep.h[top]
-        fprime = area.activation.derivative(be, sweep.a[top], sweep.h[top], buf(f"{self.tag}.fp", top, shape))
-        e = be.multiply(dh, 1.0, out=buf(f"{self.tag}.e", top, shape))
+        fprime = area.activation.derivative(
+            be, sweep.a[top], sweep.h[top], buf(f"{self.tag}.fp", top, shape)
+        )
+        # ".err", not ".e": hebbian_gradients scales into "{tag}.e" in place.
+        e = be.multiply(dh, 1.0, out=buf(f"{self.tag}.err", top, shape))
         if fprime is not None:
             e *= fprime
         return t, e, value / y.shape[0]
@@ -202,7 +223,9 @@ class _TargetRule:
         for l in range(1, top):
             area = hierarchy.areas[l]
             shape = tuple(sweep.h[l].shape)
-            e = be.subtract(targets[l], sweep.h[l], out=hierarchy.buffer(f"{self.tag}.e", l, shape))
+            e = be.subtract(
+                targets[l], sweep.h[l], out=hierarchy.buffer(f"{self.tag}.err", l, shape)
+            )
             fprime = area.activation.derivative(
                 be, sweep.a[l], sweep.h[l], hierarchy.buffer(f"{self.tag}.fp", l, shape)
             )
@@ -211,11 +234,18 @@ class _TargetRule:
             errors[l] = e
         targets[0] = x
         return State(
-            mode="target", sweep=sweep, mu=targets, target=y, loss=loss_value,
-            presynaptic=[None] + sweep.h[:-1], errors=errors,
+            mode="target",
+            sweep=sweep,
+            mu=targets,
+            target=y,
+            loss=loss_value,
+            presynaptic=[None] + sweep.h[:-1],
+            errors=errors,
         )
 
-    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+    def _feedback_gradients(
+        self, hierarchy: Hierarchy, state: State, noise: float
+    ) -> tuple[Gradients, dict[str, Any]]:
         raise NotImplementedError
 
     def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients:
@@ -232,7 +262,9 @@ class _TargetRule:
         grads.update(feedback)
         return grads
 
-    def reconstruction_losses(self, hierarchy: Hierarchy, state: State, noise: float | None = None) -> dict[str, Any]:
+    def reconstruction_losses(
+        self, hierarchy: Hierarchy, state: State, noise: float | None = None
+    ) -> dict[str, Any]:
         """The feedback pathway's training loss per area, on fresh noise.
 
         Parameters
@@ -273,6 +305,14 @@ class TargetProp(_TargetRule):
         Apply the difference correction ``h_l - g(h_{l+1})``.
     seed : int
         Seeds the rule's noise generator.
+    first_target : str
+        ``"output"`` (default): the top target ``t_L`` is sent down through
+        the output area's learned inverse ``g_L``. ``"last_hidden"``: Lee et
+        al.'s code (``conti_dtp.py``): the first target is a gradient step on
+        the last hidden area, ``t_{L-1} = h_{L-1} - top_step *
+        dloss_b/dh_{L-1}`` (backprop through ``W_ff_L`` only), ``g_L`` is
+        neither used nor trained. Plain TP needs it: a 10-unit output cannot
+        be inverted onto a wide hidden area, and ``g_L(t_L)`` is a poor target.
     """
 
     name = "target_prop"
@@ -328,7 +368,11 @@ class TargetProp(_TargetRule):
             # Lee et al.'s code: t_{L-1} = h_{L-1} - top_step * dloss_b/dh_{L-1},
             # one exact step back through W_ff_L (e_top is -dloss_b/da_L).
             shape = tuple(sweep.h[start].shape)
-            t = be.matmul(e_top, be.xp.matrix_transpose(hierarchy.areas[top].W_ff), out=hierarchy.buffer(f"{self.tag}.t", start, shape))
+            t = be.matmul(
+                e_top,
+                be.xp.matrix_transpose(hierarchy.areas[top].W_ff),
+                out=hierarchy.buffer(f"{self.tag}.t", start, shape),
+            )
             t *= self.top_step
             t += sweep.h[start]
             targets[start] = t
@@ -345,7 +389,9 @@ class TargetProp(_TargetRule):
             targets[l] = t
         return targets
 
-    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+    def _feedback_gradients(
+        self, hierarchy: Hierarchy, state: State, noise: float
+    ) -> tuple[Gradients, dict[str, Any]]:
         be = hierarchy.backend
         top = len(hierarchy.areas) - 1
         tag = f"{self.tag}.rec"
@@ -364,9 +410,11 @@ class TargetProp(_TargetRule):
                 corrupted[...] = h
             _, up = self._forward_area(hierarchy, k, corrupted, tag)
             z, rec = self.inverse(hierarchy, k, up, tag)
-            e = be.subtract(corrupted, rec, out=hierarchy.buffer(f"{tag}.e", k, shape))
+            e = be.subtract(corrupted, rec, out=hierarchy.buffer(f"{tag}.err", k, shape))
             losses[hierarchy.areas[k].name] = 0.5 * be.sum_of_squares(e) / shape[0]
-            fprime = hierarchy.areas[l].activation.derivative(be, z, rec, hierarchy.buffer(f"{tag}.fp", k, shape))
+            fprime = hierarchy.areas[l].activation.derivative(
+                be, z, rec, hierarchy.buffer(f"{tag}.fp", k, shape)
+            )
             if fprime is not None:
                 e *= fprime
             presynaptic[k], errors[k] = up, e
@@ -383,7 +431,8 @@ class TargetProp(_TargetRule):
 
 class DifferenceTargetProp(TargetProp):
     """Difference target propagation (Lee et al. 2015): ``TargetProp`` with
-    ``difference=True``. Parameters as ``TargetProp`` (without ``difference``)."""
+    ``difference=True``. Parameters as ``TargetProp`` (without ``difference``);
+    ``first_target="last_hidden"`` reproduces the protocol of Lee et al.'s code."""
 
     name = "difference_target_prop"
     tag = "dtp"
@@ -427,19 +476,25 @@ class DDTPLinear(_TargetRule):
 
     Notes
     -----
-    ``Q_l`` (n_L, n_l) of hidden area ``l`` is kept on the area as the
-    attribute ``Q_fb`` (an area has no slot for a direct projection), created
-    on first use from ``numpy.random.default_rng((seed, hierarchy.seed, l))``
-    in float64, so every backend starts from the same matrices. The rule's
-    gradients are keyed ``(area, "Q_fb")``, which the optimizers reach by
-    attribute. ``Hierarchy.parameters()`` does not list them, so checkpoints
-    and weight probes do not see them either.
+    ``Q_l`` (n_L, n_l) of hidden area ``l`` is an added parameter ``Q_fb`` of
+    the area (``Area.add_parameter``), created by ``prepare`` (the scheduler
+    calls it) from ``numpy.random.default_rng((seed, hierarchy.seed, l))`` in
+    float64, so every backend starts from the same matrices; optimizers,
+    checkpoints, probes and divergence checks see it like any weight, and a
+    restored ``Q_fb`` is kept.
     """
 
     name = "ddtp_linear"
     tag = "ddtp"
 
-    def __init__(self, loss: str = "mse", top_step: float = 0.33, noise: float = 0.36, seed: int = 0, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        loss: str = "mse",
+        top_step: float = 0.33,
+        noise: float = 0.36,
+        seed: int = 0,
+        scale: float = 1.0,
+    ) -> None:
         super().__init__(loss, top_step, noise, seed, positive_noise=True)
         self.scale = check_number(scale, "rule.scale", positive=True)
         self._ready: weakref.WeakSet[Hierarchy] = weakref.WeakSet()
@@ -457,9 +512,16 @@ class DDTPLinear(_TargetRule):
                     continue
                 rng = np.random.default_rng([self.seed, hierarchy.seed, l])
                 limit = self.scale * math.sqrt(6.0 / (n_top + area.size))
-                area.Q_fb = hierarchy.backend.asarray(rng.uniform(-limit, limit, size=(n_top, area.size)))
+                area.add_parameter(
+                    "Q_fb", hierarchy.backend.asarray(rng.uniform(-limit, limit, size=(n_top, area.size)))
+                )
             self._ready.add(hierarchy)
         return [None] + [hierarchy.areas[l].Q_fb for l in range(1, top)] + [None]
+
+    def prepare(self, hierarchy: Hierarchy) -> None:
+        """Create the direct feedback ``Q_fb`` before a run, so probes and
+        checkpoints see it from the start."""
+        self.direct_feedback(hierarchy)
 
     def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
         """Forward weights of every area and ``Q_fb`` of the hidden areas."""
@@ -471,14 +533,20 @@ class DDTPLinear(_TargetRule):
         top = len(hierarchy.areas) - 1
         Q = self.direct_feedback(hierarchy)
         targets: list[Any] = [None] * (top + 1)
-        step = be.subtract(t_top, sweep.h[top], out=hierarchy.buffer(f"{self.tag}.dt", top, tuple(t_top.shape)))
+        step = be.subtract(
+            t_top, sweep.h[top], out=hierarchy.buffer(f"{self.tag}.dt", top, tuple(t_top.shape))
+        )
         for l in range(1, top):
-            t = be.matmul(step, Q[l], out=hierarchy.buffer(f"{self.tag}.t", l, tuple(sweep.h[l].shape)))
+            t = be.matmul(
+                step, Q[l], out=hierarchy.buffer(f"{self.tag}.t", l, tuple(sweep.h[l].shape))
+            )
             t += sweep.h[l]
             targets[l] = t
         return targets
 
-    def _feedback_gradients(self, hierarchy: Hierarchy, state: State, noise: float) -> tuple[Gradients, dict[str, Any]]:
+    def _feedback_gradients(
+        self, hierarchy: Hierarchy, state: State, noise: float
+    ) -> tuple[Gradients, dict[str, Any]]:
         if noise <= 0:
             raise ConfigurationError(
                 f"noise: the difference reconstruction loss of rule {self.name!r} divides by "
@@ -494,18 +562,26 @@ class DDTPLinear(_TargetRule):
         h_top = state.sweep.h[top]
         for l in range(1, top):
             shape = tuple(state.sweep.h[l].shape)
-            kick = be.multiply(self._gaussian(hierarchy, shape), noise, out=hierarchy.buffer(f"{tag}.kick", l, shape))
+            kick = be.multiply(
+                self._gaussian(hierarchy, shape),
+                noise,
+                out=hierarchy.buffer(f"{tag}.kick", l, shape),
+            )
             below = be.add(state.sweep.h[l], kick, out=hierarchy.buffer(f"{tag}.c", l, shape))
             for k in range(l + 1, top + 1):
                 _, below = self._forward_area(hierarchy, k, below, tag)
-            delta = be.subtract(below, h_top, out=hierarchy.buffer(f"{tag}.d", l, tuple(h_top.shape)))
+            delta = be.subtract(
+                below, h_top, out=hierarchy.buffer(f"{tag}.d", l, tuple(h_top.shape))
+            )
             # The reconstruction misses the perturbation by delta @ Q_l - noise * eps.
             e = be.matmul(delta, Q[l], out=hierarchy.buffer(f"{tag}.e", l, shape))
             be.subtract(kick, e, out=e)
             losses[hierarchy.areas[l].name] = 0.5 * be.sum_of_squares(e) / (shape[0] * noise**2)
             e *= -1.0 / (shape[0] * noise**2)
             grads[(hierarchy.areas[l].name, "Q_fb")] = be.matmul(
-                xp.matrix_transpose(delta), e, out=hierarchy.buffer(f"{tag}.Q", l, tuple(Q[l].shape))
+                xp.matrix_transpose(delta),
+                e,
+                out=hierarchy.buffer(f"{tag}.Q", l, tuple(Q[l].shape)),
             )
         return grads, losses
 
