@@ -14,7 +14,8 @@ from .backprop import Backprop
 from .feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
 from .local import Gradients, hebbian_gradients
 from .predictive_coding import PredictiveCoding
-from .target_prop import DDTPLinear, DifferenceTargetProp, TargetProp
+from .ddtp import DDTPLinear
+from .target_prop import DifferenceTargetProp, TargetProp
 
 __all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment",
            "TargetProp", "DifferenceTargetProp", "DDTPLinear", "RULES", "make_rule", "Gradients", "hebbian_gradients"]

@@ -30,7 +30,8 @@ from cortexsim import (
     Scheduler,
 )
 from cortexsim.data import load
-from cortexsim.rules.target_prop import DDTPLinear, DifferenceTargetProp, TargetProp
+from cortexsim.rules.ddtp import DDTPLinear
+from cortexsim.rules.target_prop import DifferenceTargetProp, TargetProp
 
 RULES = {
     "tp": lambda **kw: TargetProp(**kw),
