@@ -75,7 +75,7 @@ def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
 def test_quickstart_is_a_valid_plan():
     plan = load_study(QUICKSTART)
     assert plan.name == "quickstart" and plan.seeds == (0, 1, 2)
-    assert [r.label for r in plan.rules] == ["pc", "pc_fixed_prediction", "fa", "dfa", "backprop"]
+    assert [r.label for r in plan.rules] == ["pc", "pc_fixed_prediction", "fa", "dfa", "dtp", "ddtp", "backprop"]
 
 
 @pytest.mark.parametrize(
