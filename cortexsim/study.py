@@ -156,6 +156,11 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     if "rule" not in table:
         raise ConfigurationError(f"{where}.rule: required key is missing; one of {', '.join(RULES)}")
     check_choice(table["rule"], tuple(RULES), f"{where}.rule")
+    if not getattr(RULES[table["rule"]], "supervised", True):
+        raise ConfigurationError(
+            f"{where}.rule: {table['rule']!r} learns without labels; study files compare rules "
+            f"on a labelled task"
+        )
     # A rule's settings are its constructor's keyword arguments.
     accepted = tuple(inspect.signature(RULES[table["rule"]]).parameters)
     check_keys(table, ("rule", "label", "optimizer") + accepted, where)

@@ -94,6 +94,7 @@ def test_quickstart_is_a_valid_plan():
         ('rule = "backprop"', 'rule = "backprob"', r"rules\[1\]\.rule: unknown value 'backprob'.*\(did you mean 'backprop'\?\)"),
         ('rule = "backprop"', 'rule = "backprop"\nloss = "mae"', r"rules\[1\]\.loss: unknown loss 'mae'; allowed: mse, cross_entropy \(did you mean 'mse'\?\)"),
         ('rule = "backprop"', 'rule = "backprop"\nfixed_prediction = true', r"rules\[1\]\.fixed_prediction: unknown key; allowed: rule, label, optimizer, loss"),
+        ('rule = "backprop"', 'rule = "wake_sleep"', r"rules\[1\]\.rule: 'wake_sleep' learns without labels"),
         ("steps = 5", "steps = -1", r"rules\[0\]\.inference\.steps: expected a whole number >= 0, got -1"),
         ("steps = 5", "stepz = 5", r"rules\[0\]\.inference\.stepz: unknown key.*\(did you mean 'steps'\?\)"),
         ('label = "pc"', 'label = "backprop"', r"rules\[1\]\.label: 'backprop' is used twice"),

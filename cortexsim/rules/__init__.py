@@ -16,9 +16,10 @@ from .local import Gradients, hebbian_gradients
 from .predictive_coding import PredictiveCoding
 from .ddtp import DDTPLinear
 from .target_prop import DifferenceTargetProp, TargetProp
+from .wake_sleep import WakeSleep
 
 __all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment",
-           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
 
 
 class Rule(Protocol):
@@ -41,6 +42,7 @@ RULES = {
     "target_prop": TargetProp,
     "difference_target_prop": DifferenceTargetProp,
     "ddtp_linear": DDTPLinear,
+    "wake_sleep": WakeSleep,
 }
 
 
