@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
                           overwrite=args.overwrite, data_dir=args.data_dir,
-                          progress=_progress(args.quiet))
+                          progress=_progress(args.quiet), workers=args.workers)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
               f"  cortexsim run {args.study} --out {out} --resume", file=sys.stderr)
@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--overwrite", action="store_true", help="replace runs already in the output folder")
     run.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    run.add_argument("--workers", type=int, default=1,
+                     help="runs at a time, on a Dask LocalCluster when above 1 (cortexsim[dist])")
     report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")
     report.add_argument("run_dir")
     compare = commands.add_parser("compare", help="rules-versus-backprop table across studies")

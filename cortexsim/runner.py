@@ -21,6 +21,7 @@ from .recording import partial_path
 from .runs import run_recorded
 from .scheduler import Scheduler
 from .study import RunSpec, StudyPlan
+from .validation import check_int
 
 __all__ = ["run_study", "applicable_probes", "INDEX"]
 
@@ -63,6 +64,79 @@ def _data(plan: StudyPlan, seed: int, data_dir: str | None) -> tuple[Any, ...]:
     return x, y, x_val, y_val, data.x_test, data.y_test
 
 
+def run_one(
+    plan: StudyPlan,
+    out: Path,
+    spec: RunSpec,
+    seed: int,
+    backend: str,
+    resume: bool,
+    data_dir: str | None,
+    progress: Callable[[str, Scheduler], Any] | None = None,
+) -> dict[str, Any]:
+    """Run one rule x seed of ``plan`` to ``OUT/LABEL/seedS.h5``; returns its
+    index entry (status, history, error)."""
+    recording = out / spec.label / f"seed{seed}.h5"
+    if resume and recording.exists() and not partial_path(recording).exists():
+        return {"status": "complete"}
+    schedule = plan.schedule
+    x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
+    hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
+    rule = spec.make_rule()
+    scheduler = Scheduler(
+        hierarchy, rule, make_optimizer(**spec.optimizer), x, y,
+        batch_size=schedule["batch_size"], epochs=schedule["epochs"], seed=seed,
+        x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val,
+    )
+    if progress is not None:
+        progress(f"{spec.label} seed {seed}", scheduler)
+    config = {"study": plan.to_dict(), "label": spec.label, "seed": seed, "backend": backend}
+    entry: dict[str, Any] = {}
+    try:
+        run_recorded(
+            scheduler, recording, applicable_probes(spec, rule, hierarchy, plan.probes),
+            checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
+        )
+        entry["status"] = "complete"
+    except DivergenceError as exc:
+        entry["status"], entry["error"] = "diverged", str(exc)
+    except CortexsimError as exc:
+        entry["status"], entry["error"] = "failed", str(exc)
+    finally:
+        entry["history"] = scheduler.history
+    return entry
+
+
+def _run_single_threaded(*args: Any) -> dict[str, Any]:
+    """``run_one`` in a worker process: one BLAS thread, so workers share the cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return run_one(*args)
+
+
+def _run_in_parallel(
+    plan: StudyPlan, out: Path, jobs: list[tuple[RunSpec, int]], index: dict[str, Any],
+    workers: int, backend: str, resume: bool, data_dir: str | None,
+) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigurationError(
+            "workers: running studies in parallel needs Dask: pip install 'cortexsim[dist]'"
+        ) from None
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        futures = {
+            client.submit(_run_single_threaded, plan, out, spec, seed, backend, resume, data_dir,
+                          pure=False): i
+            for i, (spec, seed) in enumerate(jobs)
+        }
+        for future in as_completed(futures):
+            index["runs"][futures[future]].update(future.result())
+            _write_index(out, index)
+
+
 def run_study(
     plan: StudyPlan,
     out: str | os.PathLike[str] | None = None,
@@ -73,6 +147,7 @@ def run_study(
     overwrite: bool = False,
     data_dir: str | None = None,
     progress: Callable[[str, Scheduler], Any] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every rule x seed of ``plan``; returns the index written to ``OUT/study.json``.
 
@@ -90,7 +165,12 @@ def run_study(
     progress : callable, optional
         ``progress(title, scheduler)`` is called before each run, to attach a
         progress display to the scheduler's slots.
+    workers : int
+        Runs at a time. Above 1 the runs go to a Dask ``LocalCluster`` of that
+        many single-threaded worker processes (``pip install
+        'cortexsim[dist]'``); each run still writes its own recording.
     """
+    workers = check_int(workers, "workers", minimum=1)
     out = Path(out if out is not None else plan.out)
     seeds = tuple(plan.seeds if seeds is None else seeds)
     if not (resume or overwrite):
@@ -106,53 +186,30 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     if plan.path.exists():
         shutil.copyfile(plan.path, out / "study.toml")
-    schedule = plan.schedule
-    backend = backend or schedule["backend"]
+    backend = backend or plan.schedule["backend"]
     index: dict[str, Any] = {
         "name": plan.name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "plan": plan.to_dict(),
         "runs": [],
     }
-    for spec in plan.rules:
-        for seed in seeds:
-            recording = out / spec.label / f"seed{seed}.h5"
-            entry: dict[str, Any] = {
-                "label": spec.label, "rule": spec.rule, "seed": seed,
-                "recording": str(recording.relative_to(out)),
-            }
-            index["runs"].append(entry)
-            if resume and recording.exists() and not partial_path(recording).exists():
-                entry["status"] = "complete"
-                continue
-            x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
-            hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
-            rule = spec.make_rule()
-            optimizer = make_optimizer(**spec.optimizer)
-            scheduler = Scheduler(
-                hierarchy, rule, optimizer, x, y,
-                batch_size=schedule["batch_size"], epochs=schedule["epochs"], seed=seed,
-                x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val,
-            )
-            if progress is not None:
-                progress(f"{spec.label} seed {seed}", scheduler)
-            config = {"study": plan.to_dict(), "label": spec.label, "seed": seed, "backend": backend}
-            try:
-                run_recorded(
-                    scheduler, recording, applicable_probes(spec, rule, hierarchy, plan.probes),
-                    checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
-                )
-                entry["status"] = "complete"
-            except DivergenceError as exc:
-                entry["status"], entry["error"] = "diverged", str(exc)
-            except CortexsimError as exc:
-                entry["status"], entry["error"] = "failed", str(exc)
-            except BaseException:
-                entry["status"] = "running"  # interrupted: resumable
-                _write_index(out, index)
-                raise
-            finally:
-                entry["history"] = scheduler.history
+    jobs = [(spec, seed) for spec in plan.rules for seed in seeds]
+    for spec, seed in jobs:
+        recording = out / spec.label / f"seed{seed}.h5"
+        index["runs"].append({
+            "label": spec.label, "rule": spec.rule, "seed": seed,
+            "recording": str(recording.relative_to(out)), "status": "pending",
+        })
+    if workers > 1:
+        _run_in_parallel(plan, out, jobs, index, workers, backend, resume, data_dir)
+        return index
+    for (spec, seed), entry in zip(jobs, index["runs"]):
+        try:
+            entry.update(run_one(plan, out, spec, seed, backend, resume, data_dir, progress))
+        except BaseException:
+            entry["status"] = "running"  # interrupted: resumable
             _write_index(out, index)
+            raise
+        _write_index(out, index)
     _write_index(out, index)
     return index

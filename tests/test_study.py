@@ -297,3 +297,19 @@ def test_an_existing_study_is_not_overwritten_by_accident(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pc/seed0.h5 exists already: continue the study with --resume" in err
     assert main(["run", str(path), "--out", str(out), "--quiet", "--overwrite"]) == 0
+
+
+def test_parallel_runs_on_dask_match_the_serial_ones(tmp_path):
+    pytest.importorskip("dask.distributed")
+    path = write(tmp_path, TINY)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert main(["run", str(path), "--out", str(serial), "--quiet"]) == 0
+    assert main(["run", str(path), "--out", str(parallel), "--quiet", "--workers", "2"]) == 0
+    index = json.loads((parallel / "study.json").read_text())
+    assert [r["status"] for r in index["runs"]] == ["complete"] * 4
+    import cortexsim as cs
+
+    for run in index["runs"]:
+        with cs.open(serial / run["recording"]) as a, cs.open(parallel / run["recording"]) as b:
+            for name, values in a.metrics.items():
+                np.testing.assert_allclose(b.metrics[name], values, rtol=1e-5, err_msg=name)
