@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -359,20 +358,3 @@ def compare_table(out_dirs: Sequence[str | os.PathLike[str]]) -> str:
     ]
     return "\n".join(lines) + "\n"
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cortexsim.report OUT [OUT ...]``: write each report; with several
-    folders, also print the comparison table."""
-    folders = list(sys.argv[1:] if argv is None else argv)
-    if not folders:
-        print("usage: python -m cortexsim.report OUT [OUT ...]", file=sys.stderr)
-        return 2
-    for folder in folders:
-        print(write_report(folder))
-    if len(folders) > 1:
-        print(compare_table(folders))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
