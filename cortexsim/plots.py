@@ -234,7 +234,11 @@ def alignment(
         )
         ax.set_ylim(max(ax.get_ylim()[0], -1.01), 1.01)  # a cosine is at most 1
         _style(ax)
-        _legend(ax, loc="lower right")
+    # One legend under the panels: inside them it hid the curves of many rules.
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7),
+                   frameon=False, fontsize="small")
     default = "Alignment of the update with backprop (mean over seeds, 95 % t interval)"
     if window > 1:
         default += f"; each point averages {window} batches"
