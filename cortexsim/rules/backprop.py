@@ -9,18 +9,67 @@ then ``dloss/dW_ff_l = -(1/B) h_{l-1}^T g_l`` (see ``rules.local``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
-from ..losses import get_loss
+from ..losses import Loss, get_loss
 from .local import Gradients, hebbian_gradients
 
-__all__ = ["Backprop", "backward"]
+__all__ = ["Backprop", "backward", "output_error", "hidden_error"]
 
 
-def backward(hierarchy: Hierarchy, sweep: Sweep, y: Any, loss: Any) -> tuple[list[Any], Any]:
-    """Backpropagate the output error of ``sweep`` against targets ``y``.
+def output_error(hierarchy: Hierarchy, sweep: Sweep, y: Any, loss: Loss, tag: str) -> tuple[Any, Any]:
+    """Write ``g_L = -dloss_b/da_L`` (batch, n_L) into the ``tag`` buffer of the
+    top area; return it and the batch-mean loss."""
+    be = hierarchy.backend
+    top = len(hierarchy.areas) - 1
+    area = hierarchy.areas[top]
+    loss.check_output(area.activation, area.name)
+    shape = (y.shape[0], area.size)
+    fprime = area.activation.derivative(
+        be, sweep.a[top], sweep.h[top], hierarchy.buffer(f"{tag}.fp", top, shape)
+    )
+    g = hierarchy.buffer(f"{tag}.g", top, shape)
+    value = loss.evaluate(be, sweep.a[top], sweep.h[top], fprime, y, g)
+    return g, value / y.shape[0]
+
+
+def hidden_error(
+    hierarchy: Hierarchy, sweep: Sweep, l: int, source: Any, matrix: Any, tag: str
+) -> Any:
+    """``(source @ matrix) * f_l'(a_l)`` into area ``l``'s ``tag`` error buffer."""
+    be = hierarchy.backend
+    area = hierarchy.areas[l]
+    shape = (source.shape[0], area.size)
+    g = be.matmul(source, matrix, out=hierarchy.buffer(f"{tag}.g", l, shape))
+    fprime = area.activation.derivative(
+        be, sweep.a[l], sweep.h[l], hierarchy.buffer(f"{tag}.fp", l, shape)
+    )
+    if fprime is not None:
+        g *= fprime
+    return g
+
+
+def backward(
+    hierarchy: Hierarchy,
+    sweep: Sweep,
+    y: Any,
+    loss: Any,
+    feedback: Callable[[int], Any] | None = None,
+    tag: str = "bp",
+) -> tuple[list[Any], Any]:
+    """Send the output error of ``sweep`` against targets ``y`` down, area by area.
+
+    Parameters
+    ----------
+    feedback : callable, optional
+        ``feedback(l)`` is the (n_l, n_{l-1}) matrix carrying area ``l``'s error
+        to the area below; by default ``W_ff[l]^T``, which makes this exact
+        backprop (feedback alignment passes the fixed ``W_fb[l]``).
+    tag : str
+        Buffer name, so that two rules' errors can coexist.
 
     Returns
     -------
@@ -29,27 +78,14 @@ def backward(hierarchy: Hierarchy, sweep: Sweep, y: Any, loss: Any) -> tuple[lis
     loss_value : 0-d array
         The loss, mean over the batch.
     """
-    be = hierarchy.backend
     areas = hierarchy.areas
     top = len(areas) - 1
-    batch = y.shape[0]
-    buf = hierarchy.buffer
-    loss = get_loss(loss)
-    loss.check_output(areas[top].activation, areas[top].name)
     errors: list[Any] = [None] * (top + 1)
-    for l in range(top, 0, -1):
-        area = areas[l]
-        shape = (batch, area.size)
-        fprime = area.activation.derivative(be, sweep.a[l], sweep.h[l], buf("bp.fp", l, shape))
-        g = buf("bp.g", l, shape)
-        if l == top:
-            value = loss.evaluate(be, sweep.a[l], sweep.h[l], fprime, y, g)
-        else:
-            be.matmul(errors[l + 1], areas[l + 1].W_ff.T, out=g)
-            if fprime is not None:
-                g *= fprime
-        errors[l] = g
-    return errors, value / batch
+    errors[top], value = output_error(hierarchy, sweep, y, get_loss(loss), tag)
+    for l in range(top - 1, 0, -1):
+        matrix = areas[l + 1].W_ff.T if feedback is None else feedback(l + 1)
+        errors[l] = hidden_error(hierarchy, sweep, l, errors[l + 1], matrix, tag)
+    return errors, value
 
 
 class Backprop:

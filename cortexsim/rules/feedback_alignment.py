@@ -38,8 +38,9 @@ import numpy as np
 
 from ..hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
-from ..losses import Loss, get_loss
+from ..losses import get_loss
 from ..validation import check_int, check_number
+from .backprop import backward, hidden_error, output_error
 from .local import Gradients, hebbian_gradients
 
 __all__ = [
@@ -48,40 +49,6 @@ __all__ = [
     "direct_feedback_backward",
     "feedback_alignment_backward",
 ]
-
-
-def _output_error(
-    hierarchy: Hierarchy, sweep: Sweep, y: Any, loss: Loss, tag: str
-) -> tuple[Any, Any]:
-    """Write ``g_L = -dloss_b/da_L`` (batch, n_L) into a buffer; return it and
-    the batch-mean loss."""
-    be = hierarchy.backend
-    top = len(hierarchy.areas) - 1
-    area = hierarchy.areas[top]
-    loss.check_output(area.activation, area.name)
-    shape = (y.shape[0], area.size)
-    fprime = area.activation.derivative(
-        be, sweep.a[top], sweep.h[top], hierarchy.buffer(f"{tag}.fp", top, shape)
-    )
-    g = hierarchy.buffer(f"{tag}.g", top, shape)
-    value = loss.evaluate(be, sweep.a[top], sweep.h[top], fprime, y, g)
-    return g, value / y.shape[0]
-
-
-def _hidden_error(
-    hierarchy: Hierarchy, sweep: Sweep, l: int, source: Any, matrix: Any, tag: str
-) -> Any:
-    """``(source @ matrix) * f_l'(a_l)`` into area ``l``'s error buffer."""
-    be = hierarchy.backend
-    area = hierarchy.areas[l]
-    shape = (source.shape[0], area.size)
-    g = be.matmul(source, matrix, out=hierarchy.buffer(f"{tag}.g", l, shape))
-    fprime = area.activation.derivative(
-        be, sweep.a[l], sweep.h[l], hierarchy.buffer(f"{tag}.fp", l, shape)
-    )
-    if fprime is not None:
-        g *= fprime
-    return g
 
 
 def feedback_alignment_backward(
@@ -108,15 +75,7 @@ def feedback_alignment_backward(
     loss_value : 0-d array
         The loss, mean over the batch.
     """
-    loss = get_loss(loss)
-    top = len(hierarchy.areas) - 1
-    errors: list[Any] = [None] * (top + 1)
-    errors[top], value = _output_error(hierarchy, sweep, y, loss, "fa")
-    for l in range(top - 1, 0, -1):
-        errors[l] = _hidden_error(
-            hierarchy, sweep, l, errors[l + 1], hierarchy.areas[l + 1].W_fb, "fa"
-        )
-    return errors, value
+    return backward(hierarchy, sweep, y, loss, feedback=lambda l: hierarchy.areas[l].W_fb, tag="fa")
 
 
 def direct_feedback_backward(
@@ -143,9 +102,9 @@ def direct_feedback_backward(
     loss = get_loss(loss)
     top = len(hierarchy.areas) - 1
     errors: list[Any] = [None] * (top + 1)
-    errors[top], value = _output_error(hierarchy, sweep, y, loss, "dfa")
+    errors[top], value = output_error(hierarchy, sweep, y, loss, "dfa")
     for l in range(1, top):
-        errors[l] = _hidden_error(hierarchy, sweep, l, errors[top], matrices[l], "dfa")
+        errors[l] = hidden_error(hierarchy, sweep, l, errors[top], matrices[l], "dfa")
     return errors, value
 
 
