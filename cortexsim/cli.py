@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import platform
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_study
     from .study import load_study
 
-    plan = load_study(args.study)
+    plan = load_study(args.study, overrides=args.set)
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
     out = Path(args.out) if args.out else plan.out
     try:
@@ -107,8 +108,9 @@ def _run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, data_dir=args.data_dir,
                           progress=_progress(args.quiet), workers=args.workers)
     except KeyboardInterrupt:
+        sets = "".join(f" --set {shlex.quote(a)}" for a in args.set)
         print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
-              f"  cortexsim run {args.study} --out {out} --resume", file=sys.stderr)
+              f"  cortexsim run {args.study}{sets} --out {out} --resume", file=sys.stderr)
         return 130
     failed = [r for r in index["runs"] if r.get("status") != "complete"]
     if plan.report:
@@ -171,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser("run", help="run every rule x seed of a study file")
     run.add_argument("study", help="the study file (TOML)")
     run.add_argument("--out", help="output folder (default: the study's out)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="replace a value of the study file, e.g. --set schedule.epochs=100 "
+                          "--set data.name=fashion-mnist (repeatable)")
     run.add_argument("--seeds", help="comma-separated seeds, replacing the study's")
     run.add_argument("--backend", choices=["numpy", "cupy"], help="replace the study's backend")
     run.add_argument("--resume", action="store_true", help="skip completed runs, continue killed ones")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class StudyPlan:
     probes: tuple[Probe, ...]
     report: bool = False
     source: str = field(repr=False, default="")
+    overrides: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved plan as plain data (stored in study.json and recordings)."""
@@ -84,6 +86,7 @@ class StudyPlan:
                 for r in self.rules
             ],
             "probes": [vars(p).copy() for p in self.probes],
+            "overrides": list(self.overrides),
         }
 
 
@@ -247,8 +250,59 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     )
 
 
-def load_study(path: str | os.PathLike[str]) -> StudyPlan:
-    """Read and validate a study file; every error names the file and the key."""
+_KEY_PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?$")
+
+
+def _override(document: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key.path=value`` to the parsed document, in place.
+
+    The value is read as a TOML value (``5``, ``1e-3``, ``true``, ``[0, 1]``,
+    ``"text"``); anything that is not one is taken as a bare string, so
+    ``data.name=fashion-mnist`` works without quotes. ``rules[2].lr`` reaches
+    into an array of tables.
+    """
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigurationError(f"--set {assignment!r}: expected KEY=VALUE, e.g. schedule.epochs=100")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    parts = key.split(".")
+    table: Any = document
+    for depth, part in enumerate(parts):
+        match = _KEY_PART.match(part)
+        if match is None:
+            raise ConfigurationError(f"--set {assignment!r}: {part!r} is not a key name")
+        name, index = match.group(1), match.group(2)
+        last = depth == len(parts) - 1 and index is None
+        if last:
+            if not isinstance(table, dict):
+                raise ConfigurationError(f"--set {assignment!r}: {'.'.join(parts[:depth])} is not a table")
+            table[name] = value
+            return
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"--set {assignment!r}: {'.'.join(parts[:depth])} is not a table")
+        table = table.setdefault(name, [] if index is not None else {})
+        if index is not None:
+            if not isinstance(table, list) or int(index) >= len(table):
+                size = len(table) if isinstance(table, list) else 0
+                raise ConfigurationError(
+                    f"--set {assignment!r}: {name} has {size} entries, so [{index}] does not exist")
+            if depth == len(parts) - 1:
+                table[int(index)] = value
+                return
+            table = table[int(index)]
+
+
+def load_study(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> StudyPlan:
+    """Read and validate a study file; every error names the file and the key.
+
+    ``overrides`` are ``key.path=value`` strings applied to the file's values
+    before validation (``cortexsim run --set``), so one study file serves a
+    longer schedule or another dataset; they are kept in the plan.
+    """
     path = Path(path)
     try:
         source = path.read_text(encoding="utf-8")
@@ -261,9 +315,16 @@ def load_study(path: str | os.PathLike[str]) -> StudyPlan:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return _plan(document, path, source)
+        for assignment in overrides:
+            _override(document, assignment)
+        plan = _plan(document, path, source)
     except ConfigurationError as exc:
         message = str(exc)
+        for assignment in overrides:
+            key = assignment.partition("=")[0].strip()
+            if message.startswith(key + ":") or message.startswith(key + "."):
+                message += f" (set on the command line: --set {assignment})"
         raise ConfigurationError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     except (TypeError, ValueError) as exc:  # a value of a type no check foresaw
         raise ConfigurationError(f"{path}: {exc}") from None
+    return replace(plan, overrides=tuple(overrides))

@@ -313,3 +313,27 @@ def test_parallel_runs_on_dask_match_the_serial_ones(tmp_path):
         with cs.open(serial / run["recording"]) as a, cs.open(parallel / run["recording"]) as b:
             for name, values in a.metrics.items():
                 np.testing.assert_allclose(b.metrics[name], values, rtol=1e-5, err_msg=name)
+
+
+def test_command_line_overrides_replace_values_and_are_validated(tmp_path):
+    path = write(tmp_path, TINY)
+    plan = load_study(path, overrides=["schedule.epochs=7", "data.name=mnist", "rules[0].inference.steps=3",
+                                       "optimizer.lr=1e-3", "study.seeds=[4, 5, 6]"])
+    assert plan.schedule["epochs"] == 7 and plan.data["name"] == "mnist" and plan.seeds == (4, 5, 6)
+    assert plan.rules[0].settings["inference"]["steps"] == 3
+    assert plan.rules[1].optimizer["lr"] == 1e-3
+    assert plan.to_dict()["overrides"][0] == "schedule.epochs=7"
+    with pytest.raises(ConfigurationError, match=r"study\.toml: schedule\.epochs: expected a whole number >= 1, "
+                                                 r"got 0 \(set on the command line: --set schedule\.epochs=0\)"):
+        load_study(path, overrides=["schedule.epochs=0"])
+    with pytest.raises(ConfigurationError, match=r"schedule\.epocs: unknown key.*did you mean 'epochs'"):
+        load_study(path, overrides=["schedule.epocs=3"])
+    with pytest.raises(ConfigurationError, match=r"--set 'rules\[5\]\.label=x': rules has 2 entries"):
+        load_study(path, overrides=["rules[5].label=x"])
+    with pytest.raises(ConfigurationError, match=r"--set 'epochs': expected KEY=VALUE"):
+        load_study(path, overrides=["epochs"])
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--set", "schedule.epochs=1",
+                 "--set", "study.seeds=[3]"]) == 0
+    index = json.loads((out / "study.json").read_text())
+    assert {r["seed"] for r in index["runs"]} == {3}
