@@ -122,7 +122,15 @@ def _summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     rows = summary_table(results)
     for row in rows:
         row["rule"] = rules[row["label"]]
+        times = [_seconds(run) for run in runs if run.included and run.label == row["label"]]
+        row["seconds_mean"] = float(np.mean(times)) if times else float("nan")
     return rows
+
+
+def _seconds(run: RunData) -> float:
+    """Wall time of a run: the sum of its epochs' ``seconds`` (NaN if not recorded)."""
+    seconds = run.metrics.get("seconds")
+    return float(np.sum(seconds)) if seconds is not None and len(seconds) else float("nan")
 
 
 def _pct(value: float) -> str:
@@ -175,6 +183,7 @@ def _run_row(run: RunData) -> str:
         _pct(_last(m, "test_accuracy")),
         best,
         at_best,
+        _num(_seconds(run), 3),
         f"`{run.recording}`",
         note,
     ]
@@ -228,6 +237,8 @@ the `/metrics/*` datasets of each HDF5 file):
   curve uses its final epoch instead (said in the table).
 - **Final-epoch test accuracy**: `test_accuracy[-1]`, mean ± sample sd over seeds.
 - **Best epoch**: mean over seeds of the 1-based epoch number (`/metrics/epoch`) chosen above.
+- **Wall time**: the sum of a run's `/metrics/seconds` (training and evaluation per epoch,
+  on whatever else the machine was doing at the time); the summary gives the mean over seeds.
 - **Per-run table**: the last row of each metric; runs whose status is not `complete`
   (running, diverged, failed) show what their recording holds so far and are left out of
   every aggregate and figure.
@@ -269,13 +280,13 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         "## Test accuracy per rule",
         "",
         "| rule label | learning rule | seeds | test accuracy at best validation epoch (%) "
-        "| final-epoch test accuracy (%) | best epoch (mean) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| final-epoch test accuracy (%) | best epoch (mean) | wall time per run (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     notes = []
     for row in rows:
         if row["seeds"] == 0:
-            lines.append(f"| {row['label']} | {row['rule']} | 0 | — | — | — |")
+            lines.append(f"| {row['label']} | {row['rule']} | 0 | — | — | — | — |")
             notes.append(f"- `{row['label']}`: no complete run.")
             continue
         best = _pm(row["best_test_mean"], row["best_test_sd"])
@@ -285,7 +296,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         final = _pm(row["final_test_mean"], row["final_test_sd"])
         lines.append(
             f"| {row['label']} | {row['rule']} | {row['seeds']} | {best} "
-            f"| {final} | {row['best_epoch_mean']:.1f} |"
+            f"| {final} | {row['best_epoch_mean']:.1f} | {_num(row['seconds_mean'], 3)} |"
         )
     excluded = [run for run in runs if not run.included]
     if excluded:
@@ -297,8 +308,8 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         "",
         "| label | rule | seed | status | epochs | final train loss "
         "| final validation accuracy (%) | final test accuracy (%) | best validation epoch "
-        "| test accuracy at that epoch (%) | recording | note |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| test accuracy at that epoch (%) | wall time (s) | recording | note |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     lines += [_run_row(run) for run in runs]
     lines += ["", "## Figures", ""]

@@ -15,6 +15,7 @@ the table. The data order of epoch ``e`` is drawn from a generator seeded with
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,6 +253,7 @@ class Scheduler:
         if self.batch == 0:
             self.totals = {}
             self._fire(Event("epoch_start", self, epoch=epoch, step=self.step))
+        started = time.perf_counter()
         for batch, x, y in self.batches(epoch, self.batch):
             step = self.step
             self._fire(Event("before_inference", self, epoch, batch, step, x, y))
@@ -287,6 +289,9 @@ class Scheduler:
             metrics["validation_accuracy"] = self.accuracy(self.x_val, self.labels_val)
         if self.x_test is not None and self.labels_test is not None:
             metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
+        # Wall time of this process's share of the epoch (training and evaluation,
+        # not the epoch_end callbacks); after a resume, only the resumed part.
+        metrics["seconds"] = time.perf_counter() - started
         self.history.append(metrics)
         self.epoch, self.batch, self.totals = epoch + 1, 0, {}
         self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=metrics))

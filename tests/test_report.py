@@ -111,6 +111,11 @@ def test_summary_numbers_match_the_recordings(studies):
         mean, sd = _expected(out, label)
         row = _row(text, label)
         assert f"| {label} | {rule} | 2 | {100 * mean:.2f} ± {100 * sd:.2f} |" in row
+        seconds = []
+        for seed in SEEDS:
+            with cs.open(out / label / f"seed{seed}.h5") as rec:
+                seconds.append(rec.metrics["seconds"].sum())
+        assert row.endswith(f"| {np.mean(seconds):.3g} |")
         for seed in SEEDS:
             with cs.open(out / label / f"seed{seed}.h5") as rec:
                 m = rec.metrics
@@ -118,6 +123,7 @@ def test_summary_numbers_match_the_recordings(studies):
             assert len(run_row) == 1 and run_row[0].startswith(f"| {label} | {rule} | {seed} |")
             assert f"| {100 * m['test_accuracy'][-1]:.2f} |" in run_row[0]
             assert f"| {m['train_loss'][-1]:.4g} |" in run_row[0]
+            assert f"| {m['seconds'].sum():.3g} |" in run_row[0]
             assert "| complete |" in run_row[0]
     assert "How the numbers were computed" in text and "ddof = 1" in text
 

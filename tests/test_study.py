@@ -194,6 +194,8 @@ def test_cli_resume_continues_a_killed_run_bit_identically(tmp_path):
         for name, probe in ref.probes.items():
             np.testing.assert_array_equal(got[name].to_numpy(), probe.to_numpy(), err_msg=name)
         for name, values in ref.metrics.items():
+            if name == "seconds":  # wall time: measured, never reproduced
+                continue
             np.testing.assert_array_equal(got.metrics[name], values, err_msg=name)
 
 
@@ -312,6 +314,8 @@ def test_parallel_runs_on_dask_match_the_serial_ones(tmp_path):
     for run in index["runs"]:
         with cs.open(serial / run["recording"]) as a, cs.open(parallel / run["recording"]) as b:
             for name, values in a.metrics.items():
+                if name == "seconds":  # wall time: measured, never reproduced
+                    continue
                 np.testing.assert_allclose(b.metrics[name], values, rtol=1e-5, err_msg=name)
 
 

@@ -181,6 +181,7 @@ class Recorder:
             metrics += ["energy"] if steps is not None else []
             metrics += ["validation_accuracy"] if scheduler.labels_val is not None else []
             metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
+            metrics += ["seconds"]
             config = {**self.config, "probes": [asdict(p) for p in self.probes]}
             self.writer = RecordingWriter(
                 self.path,

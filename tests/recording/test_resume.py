@@ -89,6 +89,8 @@ def test_killed_runs_resume_bit_identical(reference, tmp_path):
         for expected, actual in zip(arrays, got["probes"][name]):
             np.testing.assert_array_equal(actual, expected, err_msg=name)
     for name, values in ref["metrics"].items():
+        if name == "seconds":  # wall time: measured, never reproduced
+            continue
         np.testing.assert_array_equal(got["metrics"][name], values, err_msg=name)
     ref_state, _ = load_checkpoint(checkpoint_path(ref_path))
     got_state, _ = load_checkpoint(checkpoint_path(out))
