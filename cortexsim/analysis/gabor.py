@@ -28,12 +28,12 @@ from scipy import ndimage, optimize, stats
 __all__ = [
     "GABOR_PARAMS",
     "GaborParams",
-    "gabor2d",
     "fit_gabor",
     "fit_gabors",
     "fraction_well_fit",
-    "orientation_spread",
     "frequency_spread",
+    "gabor2d",
+    "orientation_spread",
 ]
 
 GABOR_PARAMS = (
@@ -113,8 +113,9 @@ def _linear_part(p: np.ndarray, x: np.ndarray, y: np.ndarray, data: np.ndarray) 
     xr = (x - x0) * c + (y - y0) * s
     yr = -(x - x0) * s + (y - y0) * c
     envelope = np.exp(-0.5 * (xr / sx) ** 2 - 0.5 * (yr / sy) ** 2)
+    carrier = 2 * np.pi * f * xr
     design = np.column_stack(
-        [envelope * np.cos(2 * np.pi * f * xr), envelope * np.sin(2 * np.pi * f * xr), np.ones_like(x)]
+        [envelope * np.cos(carrier), envelope * np.sin(carrier), np.ones_like(x)]
     )
     (a, b, offset), *_ = np.linalg.lstsq(design, data, rcond=None)
     # A cos(u + phase) = A cos(phase) cos(u) - A sin(phase) sin(u)
@@ -176,10 +177,13 @@ def fit_gabor(field: Any, shape: Sequence[int] | None = None) -> tuple[GaborPara
             raise ValueError(f"field: shape {f.shape} cannot be reshaped to {tuple(shape)}")
         f = f.reshape(tuple(shape))
     if f.ndim != 2:
-        raise ValueError(f"field: expected an image (h, w) or a flat field with shape=, got {f.shape}")
+        raise ValueError(
+            f"field: expected an image (h, w) or a flat field with shape=, got {f.shape}"
+        )
     data = f.ravel()
     ss_tot = float(np.sum((data - data.mean()) ** 2)) if np.all(np.isfinite(data)) else 0.0
-    if ss_tot == 0.0:
+    # A constant field leaves rounding noise about its mean, not a pattern to fit.
+    if ss_tot <= data.size * (1e-12 * float(np.max(np.abs(data), initial=0.0))) ** 2:
         return GaborParams(*[float("nan")] * 9), float("nan")
     h, w = f.shape
     x, y = _grid((h, w))
@@ -221,7 +225,9 @@ def fit_gabors(fields: Any, shape: Sequence[int] | None = None) -> tuple[np.ndar
                              f"cannot be reshaped to {tuple(shape)}")
         fl = fl.reshape(fl.shape[0], *shape)
     if fl.ndim != 3:
-        raise ValueError(f"fields: expected (units, h, w) or (units, d) with shape=, got {fl.shape}")
+        raise ValueError(
+            f"fields: expected (units, h, w) or (units, d) with shape=, got {fl.shape}"
+        )
     fits = [fit_gabor(field) for field in fl]
     params = np.array([p for p, _ in fits], dtype=np.float64).reshape(len(fits), 9)
     return params, np.array([r for _, r in fits], dtype=np.float64)

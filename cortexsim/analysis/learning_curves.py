@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["mean_and_interval", "mean_and_sd", "best_epoch", "stack_curves", "summary_table"]
+__all__ = ["best_epoch", "mean_and_interval", "mean_and_sd", "stack_curves", "summary_table"]
 
 BEST_VALIDATION = "best validation epoch"
 FINAL_EPOCH = "final epoch (no validation curve)"

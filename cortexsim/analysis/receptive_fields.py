@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import Ridge
 
-__all__ = ["fields_from_weights", "spike_triggered_average", "ridge_fields"]
+__all__ = ["fields_from_weights", "ridge_fields", "spike_triggered_average"]
 
 WEIGHT_KINDS = ("generative", "recognition")
 

@@ -6,6 +6,35 @@ without pyplot, and leaves saving to :func:`save`. Colors come from
 """
 
 from .common import PALETTE, rule_colors, save
+from .generative import (
+    disentanglement_vs_beta,
+    kl_per_unit,
+    latent_traversals,
+    reconstructions,
+    samples_grid,
+)
+from .receptive_fields import gabor_summary, receptive_field_grid
+from .representations import convergence, decoding_accuracy, rdm_grid, sparseness, tuning_curves
 from .training import alignment, early_late_epochs, energy, learning_curves
 
-__all__ = ["alignment", "early_late_epochs", "energy", "learning_curves", "rule_colors", "save"]
+__all__ = [
+    "PALETTE",
+    "alignment",
+    "convergence",
+    "decoding_accuracy",
+    "disentanglement_vs_beta",
+    "early_late_epochs",
+    "energy",
+    "gabor_summary",
+    "kl_per_unit",
+    "latent_traversals",
+    "learning_curves",
+    "rdm_grid",
+    "receptive_field_grid",
+    "reconstructions",
+    "rule_colors",
+    "samples_grid",
+    "save",
+    "sparseness",
+    "tuning_curves",
+]
