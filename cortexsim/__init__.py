@@ -23,7 +23,7 @@ from .priors import Prior
 from .probes import Probe
 from .recording import Recorder, Recording
 from .recording import open_recording as open  # noqa: A001 - cortexsim.open(path), like h5py.File
-from .rules import Backprop, PredictiveCoding, make_rule
+from .rules import ELBO, Backprop, PredictiveCoding, make_rule
 from .runs import run_recorded
 from .scheduler import Scheduler
 from .spec import AreaSpec, HierarchySpec
@@ -44,6 +44,7 @@ __all__ = [
     "feedforward",
     "Backprop",
     "PredictiveCoding",
+    "ELBO",
     "make_rule",
     "SGD",
     "Momentum",

@@ -39,6 +39,8 @@ class Area:
         Where the arrays live.
     parameters : dict of str to array
         ``W_ff``, ``b_ff``, ``W_fb``, ``b_fb`` for areas above the data; empty for area 0.
+        Any other entry becomes an added parameter (``add_parameter``), as the
+        log-variance heads of variational areas do.
     """
 
     def __init__(
@@ -56,6 +58,9 @@ class Area:
         self.mu: Any = None
         self.eps: Any = None
         self.extra_parameters: list[str] = []
+        for name, value in parameters.items():  # e.g. the log-variance heads of variational areas
+            if name not in PARAMETER_NAMES:
+                self.add_parameter(name, value)
 
     @property
     def name(self) -> str:

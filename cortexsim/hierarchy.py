@@ -49,9 +49,16 @@ def initial_parameters(spec: HierarchySpec, seed: int) -> list[dict[str, np.ndar
             W_fb = np.zeros((size, below))
         else:
             W_fb = W_fb_random
-        parameters.append(
-            {"W_ff": W_ff, "b_ff": np.zeros(size), "W_fb": W_fb, "b_fb": np.zeros(below)}
-        )
+        area = {"W_ff": W_ff, "b_ff": np.zeros(size), "W_fb": W_fb, "b_fb": np.zeros(below)}
+        # Log-variance heads of variational models (docs/math.md, "Variational areas")
+        # start at zero: every Gaussian starts at unit variance whatever the scale of
+        # its input (random heads on raw data start at variances like exp(+-30)), and
+        # no draw is taken, so the other weights equal those of a deterministic stack.
+        if spec.areas[index].stochastic:
+            area["W_ff_logvar"], area["b_ff_logvar"] = np.zeros((below, size)), np.zeros(size)
+        if index >= 2 and spec.areas[index - 1].stochastic:
+            area["W_fb_logvar"], area["b_fb_logvar"] = np.zeros((size, below)), np.zeros(below)
+        parameters.append(area)
     return parameters
 
 

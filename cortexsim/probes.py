@@ -20,10 +20,11 @@ from .hierarchy import Hierarchy
 from .inference import State
 from .validation import check_choice, check_int, check_keys
 
-__all__ = ["Probe", "QUANTITIES", "METRICS", "row_shape", "row_value", "alignment"]
+__all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment"]
 
-QUANTITIES = ("activity", "error", "prediction", "weights", "update", "alignment", "energy", "metric")
-METRICS = ("loss", "energy", "steps")
+QUANTITIES = ("activity", "error", "prediction", "weights", "update", "alignment", "energy", "metric", "kl")
+METRICS = ("loss", "energy", "steps", "reconstruction", "kl")
+VARIATIONAL = ("reconstruction", "kl")  # metrics only variational rules (elbo) have
 UNITS = {
     "activity": "activity",
     "error": "precision-weighted prediction error",
@@ -33,6 +34,7 @@ UNITS = {
     "alignment": "cosine, degrees",
     "energy": "free energy per sample",
     "metric": "",
+    "kl": "nats per datum",
 }
 PER_SAMPLE = ("activity", "error", "prediction")
 
@@ -49,7 +51,9 @@ class Probe:
         An area name (activity, error, prediction, alignment; ``"all"`` for the
         overall alignment), ``"area.parameter"`` (weights, update, e.g.
         ``"area1.W_ff"``), or a metric name (``loss``, ``energy``, ``steps``).
-        Unused for ``energy``.
+        Unused for ``energy``. ``kl``: a stochastic area, whose KL term per
+        latent unit (mean over the batch) is recorded (variational rules); the
+        metrics ``reconstruction`` (``-log p(x|z)``) and ``kl`` (all areas) are per datum.
     every : int
         Record every this many batches or epochs (>= 1).
     every_unit : str
@@ -114,6 +118,14 @@ class Probe:
         elif self.quantity in ("weights", "update"):
             parameters = [f"{a}.{p}" for a, p in hierarchy.parameters()]
             check_choice(self.target, parameters, f"{where}.target")
+        elif self.quantity == "kl":
+            stochastic = [area.name for area in hierarchy.areas if area.spec.stochastic]
+            if self.target in names and self.target not in stochastic:
+                raise ConfigurationError(
+                    f"{where}.target: area {self.target!r} is not stochastic, so it has no KL "
+                    f"term; stochastic areas: {', '.join(stochastic) or 'none'}"
+                )
+            check_choice(self.target, stochastic, f"{where}.target")
 
     def to_json(self) -> str:
         """The declaration as JSON (stored with the recording)."""
@@ -133,6 +145,8 @@ def row_shape(probe: Probe, hierarchy: Hierarchy, inference_steps: int) -> tuple
         return tuple(getattr(hierarchy[area], parameter).shape)
     if probe.quantity == "alignment":
         return (2,)
+    if probe.quantity == "kl":
+        return (hierarchy[probe.target].size,)
     if probe.quantity == "energy":
         return (inference_steps + 1,)
     return ()
@@ -146,6 +160,8 @@ def dims(probe: Probe) -> list[str]:
         return ["time", "unit"] if probe.target.split(".")[1].startswith("b") else ["time", "row", "column"]
     if probe.quantity == "alignment":
         return ["time", "cosine_angle"]
+    if probe.quantity == "kl":
+        return ["time", "unit"]
     if probe.quantity == "energy":
         return ["time", "relaxation_step"]
     return ["time"]
@@ -183,8 +199,14 @@ def row_value(probe: Probe, hierarchy: Hierarchy, state: State, gradients: Any, 
         return aligned[probe.target]
     if q == "energy":
         return state.energy
+    if q == "kl":
+        return state.kl_units[_area_index(hierarchy, probe.target)]
     if probe.target == "loss":
         return state.loss
+    if probe.target == "reconstruction":
+        return state.reconstruction
+    if probe.target == "kl":
+        return sum(term for term in state.kl if term is not None)
     if probe.target == "energy":
         return state.energy[-1]
     return state.steps

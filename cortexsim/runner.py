@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import load
+from .data import binarize, load
 from .errors import ConfigurationError, CortexsimError, DivergenceError
 from .hierarchy import build
 from .optim import make_optimizer
-from .probes import Probe
+from .probes import VARIATIONAL, Probe
 from .recording import partial_path
 from .runs import run_recorded
 from .scheduler import Scheduler
-from .study import RunSpec, StudyPlan
+from .study import RunSpec, StudyPlan, supervised
 from .validation import check_int
 
 __all__ = ["run_study", "applicable_probes", "INDEX"]
@@ -42,6 +42,12 @@ def applicable_probes(spec: RunSpec, rule: Any, hierarchy: Any, probes: Sequence
                 continue
         if probe.quantity == "update" and probe.target not in learned:
             continue
+        variational = getattr(rule, "mode", "") == "variational"
+        if not variational and (probe.quantity == "kl" or (
+                probe.quantity == "metric" and probe.target in VARIATIONAL)):
+            continue
+        if probe.quantity == "alignment" and getattr(rule, "mode", "discriminative") != "discriminative":
+            continue
         kept.append(probe)
     return kept
 
@@ -61,7 +67,17 @@ def _data(plan: StudyPlan, seed: int, data_dir: str | None) -> tuple[Any, ...]:
     x, y = data.x_train, data.y_train
     if plan.data["limit"]:
         x, y = x[: plan.data["limit"]], y[: plan.data["limit"]]
-    return x, y, x_val, y_val, data.x_test, data.y_test
+    x_test = data.x_test
+    mode = plan.data.get("binarize")
+    if mode is not None:
+        # "dynamic" resamples the training images at every batch (the Scheduler);
+        # held-out images are one fixed sample, drawn with the run's seed.
+        fixed = "static" if mode == "dynamic" else mode
+        if mode != "dynamic":
+            x = binarize(x, fixed, seed=seed)
+        x_val = None if x_val is None else binarize(x_val, fixed, seed=seed + 1)
+        x_test = binarize(x_test, fixed, seed=seed + 2)
+    return x, y, x_val, y_val, x_test, data.y_test
 
 
 def run_one(
@@ -81,12 +97,15 @@ def run_one(
         return {"status": "complete"}
     schedule = plan.schedule
     x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
+    if not supervised(spec.rule):  # a generative rule models the images alone
+        y = y_val = y_test = None
     hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
     rule = spec.make_rule()
     scheduler = Scheduler(
         hierarchy, rule, make_optimizer(**spec.optimizer), x, y,
         batch_size=schedule["batch_size"], epochs=schedule["epochs"], seed=seed,
         x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val,
+        binarize="dynamic" if plan.data.get("binarize") == "dynamic" else None,
     )
     if progress is not None:
         progress(f"{spec.label} seed {seed}", scheduler)

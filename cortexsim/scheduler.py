@@ -28,7 +28,7 @@ from .divergence import check_finite, check_parameters
 from .inference import State, feedforward
 from .optim import Optimizer
 from .rules import Gradients, Rule
-from .validation import check_int
+from .validation import check_choice, check_int
 
 __all__ = ["Scheduler", "Event", "SLOTS"]
 
@@ -94,6 +94,16 @@ class Scheduler:
     check_every : int
         Look for NaN or Inf every this many batches (0: only at epoch ends);
         each check brings one number to the host.
+    binarize : str or None
+        ``"dynamic"``: every batch's inputs (intensities in [0, 1]) are replaced
+        by a fresh Bernoulli sample, drawn on the host from a generator seeded
+        with ``(seed, epoch, batch)``, so a resumed run draws the same images
+        (dynamic binarization of MNIST for Bernoulli models, Burda et al. 2016).
+        Static binarization is done once on the data (``cortexsim.data.binarize``).
+
+    A rule with an ``evaluate(hierarchy, x)`` method (unsupervised rules such
+    as ``elbo``) adds ``validation_loss`` and ``test_loss`` to each epoch's
+    metrics, on the held-out inputs.
     """
 
     def __init__(
@@ -112,6 +122,7 @@ class Scheduler:
         check_every: int = 1,
         x_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
+        binarize: str | None = None,
     ) -> None:
         self.hierarchy = hierarchy
         self.rule = rule
@@ -120,6 +131,9 @@ class Scheduler:
             rule.prepare(hierarchy)
         self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
         self.check_every = check_int(check_every, "schedule.check_every")
+        if binarize is not None:
+            check_choice(binarize, ("dynamic",), "schedule.binarize")
+        self.binarize = binarize
         self.epochs = check_int(epochs, "schedule.epochs", minimum=1)
         self.seed = int(seed)
         self.x_train = self._inputs(x_train, "x_train")
@@ -181,6 +195,9 @@ class Scheduler:
             # Clip the stop: the array API leaves out-of-bounds slice stops unspecified.
             index = order_device[start : min(start + self.batch_size, n)]
             x = be.xp.take(self.x_train, index, axis=0)
+            if self.binarize == "dynamic":
+                uniform = np.random.default_rng([self.seed, epoch, batch]).random(tuple(x.shape))
+                x = be.xp.astype(be.asarray(uniform) < x, be.dtype)
             y = None if self.y_train is None else be.xp.take(self.y_train, index, axis=0)
             yield batch, x, y
 
@@ -289,6 +306,10 @@ class Scheduler:
             metrics["validation_accuracy"] = self.accuracy(self.x_val, self.labels_val)
         if self.x_test is not None and self.labels_test is not None:
             metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
+        if hasattr(self.rule, "evaluate"):  # an unsupervised rule's loss on held-out inputs
+            for name, x in (("validation_loss", self.x_val), ("test_loss", self.x_test)):
+                if x is not None:
+                    metrics[name] = self.rule.evaluate(self.hierarchy, x)
         # Wall time of this process's share of the epoch (training and evaluation,
         # not the epoch_end callbacks); after a resume, only the resumed part.
         metrics["seconds"] = time.perf_counter() - started

@@ -49,6 +49,12 @@ class AreaSpec:
     prior : Prior or None
         Prior over this area's activities (generative mode puts a standard
         Gaussian on the top area when none is given).
+    stochastic : bool
+        A Gaussian latent area of a variational model (docs/math.md,
+        "Variational areas"): the recognition path gives the mean and a
+        log-variance head (``W_ff_logvar``, ``b_ff_logvar``), and the area
+        above predicts a log-variance for it (``W_fb_logvar``, ``b_fb_logvar``).
+        Not allowed on area 0 (the data).
     """
 
     name: str
@@ -57,8 +63,9 @@ class AreaSpec:
     feedback_activation: str = "linear"
     precision: float = 1.0
     prior: Prior | None = None
+    stochastic: bool = False
 
-    KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior")
+    KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior", "stochastic")
 
     def validate(self, where: str) -> None:
         """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
@@ -71,6 +78,8 @@ class AreaSpec:
         get_activation(self.activation, f"{where}.activation")
         get_activation(self.feedback_activation, f"{where}.feedback_activation")
         check_number(self.precision, f"{where}.precision", positive=True)
+        if not isinstance(self.stochastic, bool):
+            raise ConfigurationError(f"{where}.stochastic: expected true or false, got {self.stochastic!r}")
         if self.prior is not None:
             self.prior.validate(f"{where}.prior")
 
@@ -144,6 +153,11 @@ class HierarchySpec:
                     f"of areas[{seen[area.name]}]; area names must be unique"
                 )
             seen[area.name] = index
+        if self.areas[0].stochastic:
+            raise ConfigurationError(
+                f"{where}.areas[0].stochastic: area 0 is the data, which is observed, not a "
+                "stochastic latent area"
+            )
         check_choice(self.weight_init, WEIGHT_INITS, f"{where}.weight_init")
         check_choice(self.feedback_init, FEEDBACK_INITS, f"{where}.feedback_init")
         check_number(self.init_scale, f"{where}.init_scale", positive=True)
@@ -213,5 +227,7 @@ class HierarchySpec:
         for area in data["areas"]:
             if area["prior"] is None:
                 del area["prior"]
+            if not area["stochastic"]:
+                del area["stochastic"]
         return data
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .data.binarize import BINARIZE_MODES
 from .errors import ConfigurationError
 from .hierarchy import build
 from .inference import Relaxation
@@ -25,7 +26,7 @@ from .rules import RULES
 from .spec import HierarchySpec
 from .validation import check_choice, check_int, check_keys, check_number
 
-__all__ = ["StudyPlan", "RunSpec", "load_study", "DATASETS"]
+__all__ = ["StudyPlan", "RunSpec", "load_study", "supervised", "DATASETS"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "outputs")
@@ -112,10 +113,13 @@ def _model(table: Mapping[str, Any], study_file: Path) -> HierarchySpec:
 
 
 def _data(table: Mapping[str, Any]) -> dict[str, Any]:
-    check_keys(table, ("name", "validation", "data_dir", "limit"), "data")
+    check_keys(table, ("name", "validation", "data_dir", "limit", "binarize"), "data")
     data = {"name": table.get("name", "digits"), "validation": table.get("validation", 0.1),
             "data_dir": table.get("data_dir"), "limit": table.get("limit", 0)}
     check_choice(data["name"], DATASETS, "data.name")
+    if "binarize" in table:  # Bernoulli models: {0, 1} images (cortexsim.data.binarize)
+        check_choice(table["binarize"], BINARIZE_MODES, "data.binarize")
+        data["binarize"] = table["binarize"]
     check_number(data["validation"], "data.validation", below=1.0)
     if data["validation"] < 0:
         raise ConfigurationError(f"data.validation: must be >= 0, got {data['validation']!r}")
@@ -159,11 +163,6 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     if "rule" not in table:
         raise ConfigurationError(f"{where}.rule: required key is missing; one of {', '.join(RULES)}")
     check_choice(table["rule"], tuple(RULES), f"{where}.rule")
-    if not getattr(RULES[table["rule"]], "supervised", True):
-        raise ConfigurationError(
-            f"{where}.rule: {table['rule']!r} learns without labels; study files compare rules "
-            f"on a labelled task"
-        )
     # A rule's settings are its constructor's keyword arguments.
     accepted = tuple(inspect.signature(RULES[table["rule"]]).parameters)
     check_keys(table, ("rule", "label", "optimizer") + accepted, where)
@@ -195,6 +194,26 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
 
 
+def _same_task(rules: Sequence[RunSpec]) -> None:
+    """A study compares rules on one task: all learn from labels, or none does
+    (generative rules such as ``elbo`` model the images alone)."""
+    first = supervised(rules[0].rule)
+    for i, spec in enumerate(rules[1:], start=1):
+        if supervised(spec.rule) != first:
+            how = "learns without labels" if first else "learns from labels"
+            other = "learns from them" if first else "learns without them"
+            raise ConfigurationError(
+                f"rules[{i}].rule: {spec.rule!r} {how}, while rules[0] ({rules[0].label!r}) "
+                f"{other}; a study compares rules on one task, so give unsupervised rules "
+                f"a study of their own"
+            )
+
+
+def supervised(rule: str) -> bool:
+    """Whether the rule named ``rule`` learns from labels."""
+    return bool(getattr(RULES[rule], "supervised", True))
+
+
 def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     check_keys(document, _SECTIONS, "study file")
     study = _table(document, "study")
@@ -210,6 +229,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     if not isinstance(rules_table, list) or not rules_table:
         raise ConfigurationError("rules: expected at least one [[rules]] table")
     rules = tuple(_rule(table, i, optimizer) for i, table in enumerate(rules_table))
+    _same_task(rules)
     labels = [r.label for r in rules]
     for i, label in enumerate(labels):
         if labels.index(label) != i:

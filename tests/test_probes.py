@@ -138,7 +138,7 @@ def test_row_shape_and_dims(probe, shape, axes):
 def test_every_quantity_has_a_shape_and_dims():
     h = build64(SPEC, "numpy")
     targets = {"activity": "area1", "error": "area1", "prediction": "area1", "weights": "area1.W_ff",
-               "update": "area1.W_ff", "alignment": "all", "energy": "", "metric": "loss"}
+               "update": "area1.W_ff", "alignment": "all", "energy": "", "metric": "loss", "kl": "area1"}
     assert set(targets) == set(QUANTITIES)
     for quantity, target in targets.items():
         probe = Probe(quantity, target)
@@ -158,7 +158,7 @@ def test_default_names():
 def test_json_round_trip_and_metrics():
     probe = Probe("activity", "area1", every=3, every_unit="epoch", samples=4)
     assert Probe.from_dict(json.loads(probe.to_json())) == probe
-    assert METRICS == ("loss", "energy", "steps")
+    assert METRICS == ("loss", "energy", "steps", "reconstruction", "kl")
     for metric in METRICS:
         Probe.from_dict({"quantity": "metric", "target": metric})
 

@@ -1,8 +1,11 @@
-"""Hierarchical inference: the feedforward (amortized) sweep and iterative
-predictive-coding relaxation in discriminative or generative mode."""
+"""Hierarchical inference: the feedforward (amortized) sweep, iterative
+predictive-coding relaxation in discriminative or generative mode, and
+stochastic (variational) areas with importance-weighted likelihood estimates."""
 
 from .amortized import feedforward
 from .predictive_coding import Relaxation, relax_discriminative, relax_generative
 from .state import State, Sweep
+from .importance import log_likelihood_estimate
 
-__all__ = ["feedforward", "Relaxation", "relax_discriminative", "relax_generative", "State", "Sweep"]
+__all__ = ["feedforward", "Relaxation", "relax_discriminative", "relax_generative", "State", "Sweep",
+           "log_likelihood_estimate"]

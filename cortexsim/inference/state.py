@@ -33,7 +33,8 @@ class State:
     Attributes
     ----------
     mode : str
-        ``"feedforward"``, ``"discriminative"`` or ``"generative"``.
+        ``"feedforward"``, ``"discriminative"``, ``"generative"`` (or a rule's
+        own: ``"wake_sleep"``, ``"target"``, ``"variational"``).
     sweep : Sweep
         The feedforward pass (the starting point, and what backprop uses).
     mu : list of arrays
@@ -65,7 +66,18 @@ class State:
     loss : array or None
         The loss of the feedforward sweep against the target (mean over the
         batch), where a target was given: the network's own loss on the batch,
-        comparable across rules.
+        comparable across rules. Unsupervised rules report their own loss
+        (the negative ELBO of ``rules/elbo.py``).
+    reconstruction : array or None
+        Variational mode: ``-log p(x | z)`` per datum (0-d).
+    kl : list or None
+        Variational mode: per area, the KL term per datum (0-d; None on
+        deterministic areas and the data).
+    kl_units : list or None
+        Variational mode: per area, the KL term per latent unit (n_l,), mean over rows.
+    variational : dict or None
+        Variational mode: what the rule's ``gradients`` needs (the forward
+        pass of ``inference/variational.py``, row weights, KL weight).
     """
 
     mode: str
@@ -81,3 +93,7 @@ class State:
     target: Any = None
     producer: Any = None
     loss: Any = None
+    reconstruction: Any = None
+    kl: list[Any] | None = None
+    kl_units: list[Any] | None = None
+    variational: dict[str, Any] | None = None

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, DivergenceError
-from ..probes import UNITS, Probe, alignment, dims, row_shape, row_value
+from ..probes import UNITS, VARIATIONAL, Probe, alignment, dims, row_shape, row_value
 from ..rules import Backprop
 from ..scheduler import Event, Scheduler
 from .schema import environment
@@ -121,13 +121,21 @@ class Recorder:
                     f"probes[{i}]: alignment compares recognition-weight updates with backprop; "
                     f"rule {rule.name!r} in mode {rule.mode!r} learns generative weights"
                 )
+            variational = getattr(rule, "mode", "") == "variational"
+            if not variational and (
+                probe.quantity == "kl" or (probe.quantity == "metric" and probe.target in VARIATIONAL)
+            ):
+                raise ConfigurationError(
+                    f"probes[{i}]: rule {rule.name!r} has no KL or reconstruction terms; "
+                    f"only variational rules (elbo) record them"
+                )
             if probe.inference_every and steps is None:
                 raise ConfigurationError(
                     f"probes[{i}].inference_every: rule {rule.name!r} has no relaxation to record inside"
                 )
             top = hierarchy.areas[-1].name
             if (
-                getattr(rule, "mode", "") == "generative"
+                getattr(rule, "mode", "") in ("generative", "variational")
                 and probe.quantity in ("error", "prediction")
                 and probe.target == top
             ):
@@ -138,7 +146,7 @@ class Recorder:
             if (
                 probe.quantity in ("error", "prediction")
                 and probe.target == hierarchy.areas[0].name
-                and getattr(rule, "mode", "") != "generative"
+                and getattr(rule, "mode", "") not in ("generative", "variational")
             ):
                 raise ConfigurationError(
                     f"probes[{i}].target: {probe.target!r} is the clamped input; rule "
@@ -177,10 +185,15 @@ class Recorder:
                 )
                 for c in self.channels
             ]
-            metrics = (["train_loss"] if scheduler.y_train is not None else [])
-            metrics += ["energy"] if steps is not None else []
+            unsupervised = not getattr(rule, "supervised", True)
+            metrics = (["train_loss"] if scheduler.y_train is not None or unsupervised else [])
+            # a variational rule's energy is the objective it descends (beta-weighted, warm-up)
+            metrics += ["energy"] if steps is not None or getattr(rule, "mode", "") == "variational" else []
             metrics += ["validation_accuracy"] if scheduler.labels_val is not None else []
             metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
+            if hasattr(rule, "evaluate"):  # an unsupervised rule's held-out loss (Scheduler)
+                metrics += ["validation_loss"] if scheduler.x_val is not None else []
+                metrics += ["test_loss"] if scheduler.x_test is not None else []
             metrics += ["seconds"]
             config = {**self.config, "probes": [asdict(p) for p in self.probes]}
             self.writer = RecordingWriter(

@@ -17,9 +17,10 @@ from .predictive_coding import PredictiveCoding
 from .ddtp import DDTPLinear
 from .target_prop import DifferenceTargetProp, TargetProp
 from .wake_sleep import WakeSleep
+from .elbo import ELBO
 
 __all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment",
-           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep", "ELBO", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
 
 
 class Rule(Protocol):
@@ -43,6 +44,7 @@ RULES = {
     "difference_target_prop": DifferenceTargetProp,
     "ddtp_linear": DDTPLinear,
     "wake_sleep": WakeSleep,
+    "elbo": ELBO,
 }
 
 
