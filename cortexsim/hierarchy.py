@@ -18,6 +18,7 @@ from .backend import Backend, get_backend
 from .errors import ConfigurationError, did_you_mean
 from .spec import HierarchySpec
 from .validation import check_int
+from .wiring import project_gradient, structure_initial
 
 __all__ = ["Hierarchy", "build", "ParameterKey"]
 
@@ -50,6 +51,9 @@ def initial_parameters(spec: HierarchySpec, seed: int) -> list[dict[str, np.ndar
         else:
             W_fb = W_fb_random
         area = {"W_ff": W_ff, "b_ff": np.zeros(size), "W_fb": W_fb, "b_fb": np.zeros(below)}
+        modules, shared = spec.areas[index].modules, spec.areas[index].shared
+        if modules > 1:
+            area = {name: structure_initial(value, modules, shared) for name, value in area.items()}
         # Log-variance heads of variational models (docs/math.md, "Variational areas")
         # start at zero: every Gaussian starts at unit variance whatever the scale of
         # its input (random heads on raw data start at variances like exp(+-30)), and
@@ -156,6 +160,15 @@ class Hierarchy:
                 self[area_name].add_parameter(name, self.backend.asarray(host))
 
     # -- scratch memory for the inference and learning loops -------------
+    def project(self, key: ParameterKey, grad: Any) -> Any:
+        """``grad`` of parameter ``key`` made to respect the area's modular wiring
+        (``cortexsim.wiring``); returned unchanged for fully connected areas."""
+        area_name, parameter = key
+        spec = self[area_name].spec
+        if spec.modules == 1 or parameter not in PARAMETER_NAMES:
+            return grad
+        return project_gradient(self.backend, grad, spec.modules, spec.shared)
+
     def buffer(self, name: str, index: int, shape: tuple[int, ...]) -> Any:
         """A reusable scratch array, one per (name, area index, shape).
 

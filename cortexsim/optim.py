@@ -41,6 +41,7 @@ class Optimizer:
         self.steps += 1
         for key, grad in gradients.items():
             area_name, parameter = key
+            grad = hierarchy.project(key, grad)  # modular wiring (cortexsim.wiring)
             self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad)
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:

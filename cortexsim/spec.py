@@ -55,6 +55,12 @@ class AreaSpec:
         log-variance head (``W_ff_logvar``, ``b_ff_logvar``), and the area
         above predicts a log-variance for it (``W_fb_logvar``, ``b_fb_logvar``).
         Not allowed on area 0 (the data).
+    modules : int
+        Split the area into this many modules, each connected only to its own
+        equal block of the area below (block-diagonal ``W_ff`` and ``W_fb``;
+        ``cortexsim.wiring``). 1 (default): fully connected.
+    shared : bool
+        With ``modules > 1``: every module uses the same weights and biases.
     """
 
     name: str
@@ -64,8 +70,11 @@ class AreaSpec:
     precision: float = 1.0
     prior: Prior | None = None
     stochastic: bool = False
+    modules: int = 1
+    shared: bool = False
 
-    KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior", "stochastic")
+    KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior", "stochastic",
+            "modules", "shared")
 
     def validate(self, where: str) -> None:
         """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
@@ -80,6 +89,13 @@ class AreaSpec:
         check_number(self.precision, f"{where}.precision", positive=True)
         if not isinstance(self.stochastic, bool):
             raise ConfigurationError(f"{where}.stochastic: expected true or false, got {self.stochastic!r}")
+        check_int(self.modules, f"{where}.modules", minimum=1)
+        if self.size % self.modules:
+            raise ConfigurationError(
+                f"{where}.modules: {self.size} units cannot be split into {self.modules} equal modules"
+            )
+        if not isinstance(self.shared, bool):
+            raise ConfigurationError(f"{where}.shared: expected true or false, got {self.shared!r}")
         if self.prior is not None:
             self.prior.validate(f"{where}.prior")
 
@@ -153,6 +169,10 @@ class HierarchySpec:
                     f"of areas[{seen[area.name]}]; area names must be unique"
                 )
             seen[area.name] = index
+            if area.modules > 1 and (index == 0 or self.areas[index - 1].size % area.modules):
+                below = "there is no area below area 0" if index == 0 else (
+                    f"the {self.areas[index - 1].size} units below cannot be split into {area.modules} blocks")
+                raise ConfigurationError(f"{where}.areas[{index}].modules: {below}")
         if self.areas[0].stochastic:
             raise ConfigurationError(
                 f"{where}.areas[0].stochastic: area 0 is the data, which is observed, not a "
