@@ -18,12 +18,20 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer
 
 
 class Optimizer:
-    """Base class: keeps per-parameter state and a scratch buffer per parameter."""
+    """Base class: keeps per-parameter state and a scratch buffer per parameter.
+
+    ``weight_decay`` adds ``weight_decay * W`` to the gradient of every weight
+    matrix (not the biases) before the update: a Gaussian prior on the weights,
+    ``(weight_decay / 2) |W|^2`` in the energy (Rao & Ballard 1999).
+    """
 
     name = "optimizer"
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = check_number(lr, "optimizer.lr", positive=True)
+        self.weight_decay = check_number(weight_decay, "optimizer.weight_decay")
+        if self.weight_decay < 0:
+            raise ConfigurationError(f"optimizer.weight_decay: must be >= 0, got {weight_decay!r}")
         self.steps = 0
         self.slots: dict[tuple[str, ParameterKey], Any] = {}
         self._backend: Any = None
@@ -41,6 +49,8 @@ class Optimizer:
         self.steps += 1
         for key, grad in gradients.items():
             area_name, parameter = key
+            if self.weight_decay and parameter.startswith("W"):
+                grad = grad + self.weight_decay * getattr(hierarchy[area_name], parameter)
             grad = hierarchy.project(key, grad)  # modular wiring (cortexsim.wiring)
             self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad)
 
@@ -86,8 +96,8 @@ class Momentum(Optimizer):
 
     name = "momentum"
 
-    def __init__(self, lr: float, momentum: float = 0.9) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.momentum = check_number(momentum, "optimizer.momentum", positive=True, below=1.0)
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
@@ -110,9 +120,10 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(
-        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, weight_decay)
         self.beta1 = check_number(beta1, "optimizer.beta1", positive=True, below=1.0)
         self.beta2 = check_number(beta2, "optimizer.beta2", positive=True, below=1.0)
         self.eps = check_number(eps, "optimizer.eps", positive=True)

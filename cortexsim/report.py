@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import plots
+from .experiments.report import experiment_sections
+from .report_generative import generative_sections, variational_labels
 from .analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
 from .errors import CortexsimError, FormatError
 from .recording import open_recording, partial_path
@@ -81,8 +83,8 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
         run.problem = f"status {run.status}"
     elif not complete:
         run.problem = "recording incomplete"
-    elif len(run.metrics.get("test_accuracy", ())) == 0:
-        run.problem = "no test accuracy recorded"
+    elif len(run.metrics.get("test_accuracy", ())) == 0 and len(run.metrics.get("test_loss", ())) == 0:
+        run.problem = "no test accuracy recorded"  # unsupervised rules record test_loss instead
     return run
 
 
@@ -106,6 +108,8 @@ def _labels(runs: Sequence[RunData]) -> list[str]:
 
 def _summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     """summary_table over the included runs, one row per label (study order), with its rule."""
+    # Unsupervised runs (test_loss, no accuracy) have their own section (report_generative).
+    runs = [r for r in runs if "test_accuracy" in r.metrics or "test_loss" not in r.metrics]
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in _labels(runs)}
     rules = {}
     for run in runs:
@@ -274,15 +278,18 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         lines += [str(study["description"]), ""]
     done = sum(run.included for run in runs)
     lines += [
-        f"Study `{name}`: {_count(len(rows), 'rule')}, {_count(len(runs), 'run')}, "
+        f"Study `{name}`: {_count(len(_labels(runs)), 'rule')}, {_count(len(runs), 'run')}, "
         f"{done} complete and included in the aggregates.",
         "",
-        "## Test accuracy per rule",
-        "",
-        "| rule label | learning rule | seeds | test accuracy at best validation epoch (%) "
-        "| final-epoch test accuracy (%) | best epoch (mean) | wall time per run (s) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    if rows or not variational_labels(study):  # a generative study has no accuracy to show
+        lines += [
+            "## Test accuracy per rule",
+            "",
+            "| rule label | learning rule | seeds | test accuracy at best validation epoch (%) "
+            "| final-epoch test accuracy (%) | best epoch (mean) | wall time per run (s) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
     notes = []
     for row in rows:
         if row["seeds"] == 0:
@@ -303,6 +310,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         which = ", ".join(f"`{r.label}` seed {r.seed} ({r.problem})" for r in excluded)
         notes.append(f"- Left out of the aggregates and figures: {which}.")
     lines += [""] + (notes + [""] if notes else [])
+    lines += generative_sections(study, out, runs, folder)
     lines += [
         "## Runs",
         "",
@@ -312,7 +320,8 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     lines += [_run_row(run) for run in runs]
-    lines += ["", "## Figures", ""]
+    lines += [""] + experiment_sections(study, out, runs, folder)
+    lines += ["## Figures", ""]
     if figures:
         for file, caption in figures:
             lines += [f"### {caption}", "", f"![{caption}]({file})", ""]

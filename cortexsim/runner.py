@@ -5,6 +5,7 @@ rewritten after every run so a crash loses nothing that finished."""
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import os
 import shutil
@@ -12,13 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import load_checkpoint
 from .data import binarize, load
 from .errors import ConfigurationError, CortexsimError, DivergenceError
+from .experiments import EXPERIMENTS, save_result
 from .hierarchy import build
 from .optim import make_optimizer
 from .probes import VARIATIONAL, Probe
 from .recording import partial_path
-from .runs import run_recorded
+from .runs import checkpoint_path, run_recorded
 from .scheduler import Scheduler
 from .study import RunSpec, StudyPlan, supervised
 from .validation import check_int
@@ -59,7 +62,8 @@ def _write_index(out: Path, index: dict[str, Any]) -> None:
 
 
 def _data(plan: StudyPlan, seed: int, data_dir: str | None) -> tuple[Any, ...]:
-    data = load(plan.data["name"], data_dir=data_dir or plan.data["data_dir"])
+    extra = {key: plan.data[key] for key in ("n", "layout") if key in plan.data}
+    data = load(plan.data["name"], data_dir=data_dir or plan.data["data_dir"], **extra)
     if plan.data["validation"] > 0:
         data, (x_val, y_val) = data.validation_split(plan.data["validation"], seed)
     else:
@@ -94,10 +98,13 @@ def run_one(
     index entry (status, history, error)."""
     recording = out / spec.label / f"seed{seed}.h5"
     if resume and recording.exists() and not partial_path(recording).exists():
+        if _missing_experiments(plan, out, spec, seed):  # e.g. added to the study since
+            hierarchy = _trained(plan, out, spec, seed, backend)
+            _run_experiments(plan, out, spec, seed, hierarchy, spec.make_rule())
         return {"status": "complete"}
     schedule = plan.schedule
     x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
-    if not supervised(spec.rule):  # a generative rule models the images alone
+    if not supervised(spec):  # a generative rule models the images alone
         y = y_val = y_test = None
     hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
     rule = spec.make_rule()
@@ -117,6 +124,7 @@ def run_one(
             checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
         )
         entry["status"] = "complete"
+        _run_experiments(plan, out, spec, seed, hierarchy, rule)
     except DivergenceError as exc:
         entry["status"], entry["error"] = "diverged", str(exc)
     except CortexsimError as exc:
@@ -124,6 +132,33 @@ def run_one(
     finally:
         entry["history"] = scheduler.history
     return entry
+
+
+def _experiment_path(out: Path, spec: RunSpec, seed: int, kind: str) -> Path:
+    return out / spec.label / f"seed{seed}.{kind}.h5"
+
+
+def _missing_experiments(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -> list[str]:
+    return [kind for kind, _ in plan.experiments if not _experiment_path(out, spec, seed, kind).exists()]
+
+
+def _trained(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: str) -> Any:
+    """The hierarchy of a complete run, with the final weights of its checkpoint."""
+    hierarchy = build(plan.model, backend=backend, dtype=plan.schedule["dtype"], seed=seed)
+    state, _ = load_checkpoint(checkpoint_path(out / spec.label / f"seed{seed}.h5"))
+    hierarchy.load_parameters(state["parameters"])
+    return hierarchy
+
+
+def _run_experiments(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, hierarchy: Any, rule: Any) -> None:
+    """Run the study's [[experiments]] on a trained model; each saved beside the recording."""
+    for kind, settings in plan.experiments:
+        path = _experiment_path(out, spec, seed, kind)
+        if not path.exists():
+            run = EXPERIMENTS[kind].run
+            extra = {"data": dict(plan.data)} if "data" in inspect.signature(run).parameters else {}
+            result = run(hierarchy, rule, seed=seed, **settings, **extra)
+            save_result(result, path)
 
 
 def _run_single_threaded(*args: Any) -> dict[str, Any]:

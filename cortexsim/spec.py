@@ -109,7 +109,7 @@ class AreaSpec:
         values = dict(data)
         prior = values.get("prior")
         if isinstance(prior, Mapping):
-            check_keys(prior, ("kind", "mean", "scale"), f"{where}.prior")
+            check_keys(prior, ("kind", "mean", "scale", "weight"), f"{where}.prior")
             values["prior"] = Prior(**prior)
         elif prior is not None and not isinstance(prior, Prior):
             raise ConfigurationError(f"{where}.prior: expected a table, got {prior!r}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from .data.binarize import BINARIZE_MODES
 from .errors import ConfigurationError
+from .experiments import EXPERIMENTS, settings_of
 from .hierarchy import build
 from .inference import Relaxation
 from .optim import OPTIMIZERS
@@ -28,12 +29,13 @@ from .validation import check_choice, check_int, check_keys, check_number
 
 __all__ = ["StudyPlan", "RunSpec", "load_study", "supervised", "DATASETS"]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
-_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "outputs")
+DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
+LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
+_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments", "outputs")
 _OPTIMIZER_KEYS = {
-    "sgd": ("name", "lr"),
-    "momentum": ("name", "lr", "momentum"),
-    "adam": ("name", "lr", "beta1", "beta2", "eps"),
+    "sgd": ("name", "lr", "weight_decay"),
+    "momentum": ("name", "lr", "momentum", "weight_decay"),
+    "adam": ("name", "lr", "beta1", "beta2", "eps", "weight_decay"),
 }
 
 
@@ -70,7 +72,9 @@ class StudyPlan:
     probes: tuple[Probe, ...]
     report: bool = False
     source: str = field(repr=False, default="")
+    experiments: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     overrides: tuple[str, ...] = ()
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # report options of generative studies
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved plan as plain data (stored in study.json and recordings)."""
@@ -87,7 +91,10 @@ class StudyPlan:
                 for r in self.rules
             ],
             "probes": [vars(p).copy() for p in self.probes],
+            "experiments": [{"kind": kind, **settings} for kind, settings in self.experiments],
             "overrides": list(self.overrides),
+            "outputs": {key: dict(value) if isinstance(value, Mapping) else value
+                        for key, value in self.outputs.items()},
         }
 
 
@@ -113,13 +120,25 @@ def _model(table: Mapping[str, Any], study_file: Path) -> HierarchySpec:
 
 
 def _data(table: Mapping[str, Any]) -> dict[str, Any]:
-    check_keys(table, ("name", "validation", "data_dir", "limit", "binarize"), "data")
+    check_keys(table, ("name", "validation", "data_dir", "limit", "binarize", "n", "layout"), "data")
     data = {"name": table.get("name", "digits"), "validation": table.get("validation", 0.1),
             "data_dir": table.get("data_dir"), "limit": table.get("limit", 0)}
     check_choice(data["name"], DATASETS, "data.name")
     if "binarize" in table:  # Bernoulli models: {0, 1} images (cortexsim.data.binarize)
         check_choice(table["binarize"], BINARIZE_MODES, "data.binarize")
         data["binarize"] = table["binarize"]
+    if "n" in table:  # generated or sampled datasets: how many images
+        if data["name"] not in ("shapes", "dsprites", "patches"):
+            raise ConfigurationError(f"data.n: applies to shapes, dsprites and patches, not {data['name']!r}")
+        data["n"] = check_int(table["n"], "data.n", minimum=2)
+    if "layout" in table:  # patches: the module layout (cortexsim.data.module_patches)
+        if data["name"] != "patches":
+            raise ConfigurationError(f"data.layout: applies to patches only, not {data['name']!r}")
+        layout = table["layout"]
+        if not isinstance(layout, Mapping):
+            raise ConfigurationError(f"data.layout: expected a table, got {layout!r}")
+        check_keys(layout, LAYOUT_KEYS, "data.layout")
+        data["layout"] = dict(layout)
     check_number(data["validation"], "data.validation", below=1.0)
     if data["validation"] < 0:
         raise ConfigurationError(f"data.validation: must be >= 0, got {data['validation']!r}")
@@ -140,6 +159,49 @@ def _schedule(table: Mapping[str, Any]) -> dict[str, Any]:
     check_choice(schedule["backend"], ("numpy", "cupy"), "schedule.backend")
     check_choice(schedule["dtype"], ("float32", "float64"), "schedule.dtype")
     return schedule
+
+
+# Report options of generative studies (docs/studies.md, "Generative studies"):
+# the keys each accepts and the least value of each; the defaults live with the
+# report (cortexsim/report_generative.py), which prints the values it used.
+_REPORT_OPTIONS = {
+    "log_likelihood": {"k": 1, "images": 0},
+    "disentanglement": {"images": 10, "train_votes": 10, "test_votes": 10, "pairs": 1},
+}
+
+
+def _report_options(outputs: Mapping[str, Any], rules: Sequence[RunSpec], dataset: Any) -> dict[str, Any]:
+    """``outputs.log_likelihood`` and ``outputs.disentanglement``: true (defaults),
+    false (off) or a table of the keys in ``_REPORT_OPTIONS``."""
+    options: dict[str, Any] = {}
+    for option, minimums in _REPORT_OPTIONS.items():
+        if option not in outputs:
+            continue
+        where = f"outputs.{option}"
+        value = outputs[option]
+        if isinstance(value, bool):
+            if value:
+                options[option] = {}
+            elif option == "disentanglement":
+                options[option] = False
+            continue
+        check_keys(value, tuple(minimums), where)
+        options[option] = {key: check_int(value[key], f"{where}.{key}", minimum=minimums[key])
+                           for key in value}
+    if options.get("disentanglement", False) is not False and dataset != "shapes":
+        raise ConfigurationError(
+            f"outputs.disentanglement: the scores need ground-truth factors rendered on demand, "
+            f"which only data.name = 'shapes' has, not {dataset!r}"
+        )
+    if options.get("log_likelihood") is not None:
+        for i, spec in enumerate(rules):
+            if getattr(RULES[spec.rule], "mode", None) != "variational":
+                raise ConfigurationError(
+                    f"outputs.log_likelihood: the importance-weighted log-likelihood needs a "
+                    f"variational model on every rule, but rules[{i}] ({spec.label!r}) is "
+                    f"{spec.rule!r}; use rule = 'elbo' or leave log_likelihood out"
+                )
+    return options
 
 
 def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -170,8 +232,8 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     if not isinstance(label, str) or not label or "/" in label:
         raise ConfigurationError(f"{where}.label: expected a name without '/', got {label!r}")
     settings = {k: v for k, v in table.items() if k not in ("rule", "label", "optimizer")}
-    if "mode" in settings:  # studies compare rules on a labelled task
-        check_choice(settings["mode"], ("discriminative",), f"{where}.mode")
+    if "mode" in settings:
+        check_choice(settings["mode"], ("discriminative", "generative"), f"{where}.mode")
     if "inference" in settings:
         check_keys(settings["inference"], ("steps", "step_size", "tolerance", "init", "fixed_prediction"),
                    f"{where}.inference")
@@ -197,9 +259,9 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
 def _same_task(rules: Sequence[RunSpec]) -> None:
     """A study compares rules on one task: all learn from labels, or none does
     (generative rules such as ``elbo`` model the images alone)."""
-    first = supervised(rules[0].rule)
+    first = supervised(rules[0])
     for i, spec in enumerate(rules[1:], start=1):
-        if supervised(spec.rule) != first:
+        if supervised(spec) != first:
             how = "learns without labels" if first else "learns from labels"
             other = "learns from them" if first else "learns without them"
             raise ConfigurationError(
@@ -209,8 +271,11 @@ def _same_task(rules: Sequence[RunSpec]) -> None:
             )
 
 
-def supervised(rule: str) -> bool:
-    """Whether the rule named ``rule`` learns from labels."""
+def supervised(rule: RunSpec | str) -> bool:
+    """Whether a rule (a study's RunSpec, or a rule name) learns from labels;
+    for a RunSpec its settings count (generative predictive coding does not)."""
+    if isinstance(rule, RunSpec):
+        return bool(getattr(rule.make_rule(), "supervised", True))
     return bool(getattr(RULES[rule], "supervised", True))
 
 
@@ -241,8 +306,16 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     probes = tuple(Probe.from_dict(table, f"probes[{i}]") for i, table in enumerate(probes_table))
     for i, probe in enumerate(probes):
         probe.validate(f"probes[{i}]", hierarchy)
+    experiments_table = document.get("experiments", [])
+    if not isinstance(experiments_table, list):
+        raise ConfigurationError(f"experiments: expected [[experiments]] tables, got {experiments_table!r}")
+    experiments = tuple(settings_of(table, f"experiments[{i}]") for i, table in enumerate(experiments_table))
+    for i, (kind, settings) in enumerate(experiments):
+        check = getattr(EXPERIMENTS[kind], "validate", None)
+        if check is not None:  # the experiment's own checks against the model
+            check(settings, hierarchy, f"experiments[{i}]")
     outputs = _table(document, "outputs")
-    check_keys(outputs, ("out", "report"), "outputs")
+    check_keys(outputs, ("out", "report") + tuple(_REPORT_OPTIONS), "outputs")
     if "out" in outputs and "out" in study:
         raise ConfigurationError("outputs.out: the output folder is given twice (also as study.out); keep one")
     out = outputs.get("out", study.get("out"))
@@ -251,6 +324,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     report = outputs.get("report", False)
     if not isinstance(report, bool):
         raise ConfigurationError(f"outputs.report: expected true or false, got {report!r}")
+    options = _report_options(outputs, rules, _table(document, "data").get("name", "digits"))
     name = study.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"study.name: expected a name, got {name!r}")
@@ -267,6 +341,8 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
         probes=probes,
         report=report,
         source=source,
+        experiments=experiments,
+        outputs=options,
     )
 
 

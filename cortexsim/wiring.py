@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["structure_initial", "project_gradient"]
+__all__ = ["project_gradient", "structure_initial"]
 
 
 def _blocks(shape: tuple[int, ...], modules: int, transposed: bool) -> list[tuple[slice, ...]]:

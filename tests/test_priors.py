@@ -6,19 +6,20 @@ import pytest
 from conftest import to_np
 from cortexsim import Prior, get_backend
 
-PRIORS = [Prior("gaussian", 0.3, 0.7), Prior("laplace", -0.2, 1.5), Prior("cauchy", 0.1, 0.4)]
+PRIORS = [Prior("gaussian", 0.3, 0.7), Prior("laplace", -0.2, 1.5), Prior("cauchy", 0.1, 0.4),
+          Prior("cauchy", 0.0, 1.0, weight=0.05)]
 
 
 def reference(prior, mu):
     z = (mu - prior.mean) / prior.scale
     if prior.kind == "gaussian":
-        return 0.5 * np.sum(z**2)
+        return prior.weight * 0.5 * np.sum(z**2)
     if prior.kind == "laplace":
-        return np.sum(np.abs(z))
-    return np.sum(np.log1p(z**2))
+        return prior.weight * np.sum(np.abs(z))
+    return prior.weight * np.sum(np.log1p(z**2))
 
 
-@pytest.mark.parametrize("prior", PRIORS, ids=lambda p: p.kind)
+@pytest.mark.parametrize("prior", PRIORS, ids=lambda p: f"{p.kind}-{p.weight}")
 def test_energy_and_gradient(backend_name, prior):
     be = get_backend(backend_name, "float64")
     rng = np.random.default_rng(0)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,16 +23,16 @@ from cortexsim.errors import ConfigurationError, DataError, did_you_mean
 __all__ = [
     "DATASET_NAMES",
     "Dataset",
-    "load",
-    "one_hot",
     "binarize",
-    "load_shapes",
-    "shapes_factors",
+    "load",
     "load_dsprites",
     "load_patches",
+    "load_shapes",
+    "one_hot",
+    "shapes_factors",
 ]
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites")
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 
 # Images drawn from the 737,280-image grids when load() is not told how many.
 _DEFAULT_SPRITES = 10_000
@@ -155,6 +157,7 @@ def load(
     data_dir: str | os.PathLike | None = None,
     n: int | None = None,
     seed: int = 0,
+    layout: Mapping[str, Any] | None = None,
 ) -> Dataset:
     """Load a dataset by name as flat float32 images in [0, 1].
 
@@ -170,7 +173,12 @@ def load(
         "shapes" and "dsprites" only: number of images drawn at random from
         the factor grid, default 10000; the last fifth is the test set.
     seed : int, default 0
-        "shapes" and "dsprites" only: seed of that draw.
+        "shapes", "dsprites" and "patches" only: seed of that draw.
+    layout : mapping, optional
+        "patches" only: keyword arguments of
+        ``cortexsim.data.module_patches.load_module_patches`` (``height``,
+        ``width``, ``modules``, ``offset``, ``window``, ``filter``); the default
+        is Rao & Ballard's three 16 x 16 patches offset by 5 pixels.
 
     Returns
     -------
@@ -178,7 +186,11 @@ def load(
         digits: (1437, 64) train / (360, 64) test, image_shape (8, 8);
         MNIST and Fashion-MNIST: (60000, 784) / (10000, 784), image_shape (28, 28);
         shapes and dSprites: (0.8 n, 4096) / (0.2 n, 4096), image_shape (64, 64),
-        labels the shape class (0 square, 1 ellipse, 2 heart).
+        labels the shape class (0 square, 1 ellipse, 2 heart);
+        patches: (0.8 n, modules * height * width) / (0.2 n, ...) windowed
+        module patches of filtered photographs (default n 20000), not in
+        [0, 1] but at the photographs' unit variance, labels the photograph
+        each crop came from.
     """
     if name not in DATASET_NAMES:
         raise ConfigurationError(
@@ -199,8 +211,21 @@ def load(
         y = sample.classes[:, 0].astype(np.int64)
         x = sample.images
         return Dataset(name, x[:cut], y[:cut], x[cut:], y[cut:], 3, (64, 64))
+    if name == "patches":
+        from cortexsim.data.module_patches import load_module_patches
+
+        count = 20000 if n is None else n
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 2:
+            raise ConfigurationError(f"load('patches'): n must be a whole number >= 2, got {n!r}")
+        options = dict(layout or {})
+        x, source = load_module_patches(int(count), seed=seed, **options)
+        cut = int(count) - max(1, int(count) // 5)
+        shape = (options.get("modules", 3), options.get("height", 16), options.get("width", 16))
+        return Dataset(name, x[:cut], source[:cut], x[cut:], source[cut:], int(source.max()) + 1, shape)
+    if layout is not None:
+        raise ConfigurationError(f"load({name!r}): layout applies only to 'patches'")
     if n is not None:
-        raise ConfigurationError(f"load({name!r}): n applies only to 'shapes' and 'dsprites'")
+        raise ConfigurationError(f"load({name!r}): n applies only to 'shapes', 'dsprites' and 'patches'")
     if name == "digits":
         from cortexsim.data.digits import load_digits_arrays
 

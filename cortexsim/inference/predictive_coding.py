@@ -26,7 +26,7 @@ input is clamped (the first area's prediction) is computed once per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,7 +303,11 @@ def _prior(hierarchy: Hierarchy, l: int) -> Prior | None:
 
 
 def relax_generative(
-    hierarchy: Hierarchy, x: Any, settings: Relaxation, observe: Observer | None = None
+    hierarchy: Hierarchy,
+    x: Any,
+    settings: Relaxation,
+    observe: Observer | None = None,
+    start: Sequence[Any] | None = None,
 ) -> State:
     """Infer the latent areas that best explain data ``x`` through the generative path.
 
@@ -318,6 +322,11 @@ def relax_generative(
         the recognition sweep; ``"zeros"`` from zero activity).
     observe : callable, optional
         As in ``relax_discriminative``; the top area has no prediction error.
+    start : sequence of arrays, optional
+        Starting activities indexed by area (entry 0 is ignored), each
+        ``(batch, n_l)`` on the backend; they replace ``settings.init``, e.g.
+        to carry expectations over from a previous relaxation (``State.mu``
+        of an earlier call may be passed as is).
     """
     if settings.fixed_prediction:
         raise ConfigurationError(
@@ -335,7 +344,8 @@ def relax_generative(
 
     sweep = feedforward(hierarchy, x)
     mu: list[Any] = [x]
-    mu += [_start(buf("gen.mu", l, shape(l)), sweep.h[l], settings.init) for l in range(1, top + 1)]
+    origin, init = (sweep.h, settings.init) if start is None else (start, "feedforward")
+    mu += [_start(buf("gen.mu", l, shape(l)), origin[l], init) for l in range(1, top + 1)]
     priors = [_prior(hierarchy, l) for l in range(top + 1)]
     eps: list[Any] = [buf("gen.eps", l, shape(l)) for l in range(top)] + [None]
     q: list[Any] = [None] * (top + 1)

@@ -34,6 +34,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigurationError
 from ..hierarchy import Hierarchy
 
@@ -41,6 +43,7 @@ __all__ = [
     "LIKELIHOODS",
     "POSTERIORS",
     "Pass",
+    "decode",
     "forward",
     "kl_analytic",
     "kl_sampled",
@@ -240,3 +243,44 @@ def log_weights(xp: Any, p: Pass, beta: float = 1.0) -> Any:
         if kl is not None:
             total = total - beta * xp.sum(kl, axis=1)
     return total
+
+
+def decode(hierarchy: Hierarchy, z: Any, noise: list[Any] | None = None, *,
+           likelihood: str = "bernoulli") -> Any:
+    """The generative path alone: the mean of ``p(x | z)`` for top-area codes ``z``.
+
+    The top-down half of :func:`forward` ("Generation" in the module
+    docstring), started from given codes instead of a recognition sample: prior
+    samples, latent traversals and reconstructions from posterior means.
+
+    Parameters
+    ----------
+    z : array (rows, n_L)
+        Codes of the top area, on the host or the hierarchy's backend.
+    noise : list of arrays, optional
+        ``noise[l]`` (rows, n_l) standard normal draws for lower stochastic
+        areas, which are then sampled from their priors
+        (``z_l = m_p + exp(v_p / 2) noise[l]``); where ``noise`` or its entry is
+        None the area takes its prior mean.
+    likelihood : str
+        ``"bernoulli"`` (returns ``sigmoid`` of the logits: pixel probabilities)
+        or ``"gaussian"`` (returns the mean).
+
+    Returns
+    -------
+    array (rows, n_0)
+        On the hierarchy's backend.
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ConfigurationError(f"likelihood: unknown value {likelihood!r}; allowed: {', '.join(LIKELIHOODS)}")
+    be, xp = hierarchy.backend, hierarchy.backend.xp
+    areas = hierarchy.areas
+    flags = stochastic_areas(hierarchy)
+    d = be.asarray(z if isinstance(z, np.ndarray) else be.to_numpy(z))
+    for l in range(len(areas) - 1, 0, -1):
+        area = areas[l]
+        u = area.feedback_activation(be, d)
+        d = u @ area.W_fb + area.b_fb
+        if l > 1 and flags[l - 1] and noise is not None and noise[l - 1] is not None:
+            d = _sample(be, d, u @ area.W_fb_logvar + area.b_fb_logvar, noise[l - 1])
+    return sigmoid(xp, d) if likelihood == "bernoulli" else d

@@ -28,6 +28,9 @@ LEARNING_PANELS = (
     ("train_loss", "Training loss", "loss (mean over batches)", 1.0),
     ("validation_accuracy", "Validation accuracy", "accuracy (%)", 100.0),
     ("test_accuracy", "Test accuracy", "accuracy (%)", 100.0),
+    # unsupervised rules (elbo): the negative bound on held-out images
+    ("validation_loss", "Validation loss", "loss (held-out images)", 1.0),
+    ("test_loss", "Test loss", "loss (held-out images)", 1.0),
 )
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]

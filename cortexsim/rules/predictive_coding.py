@@ -62,6 +62,11 @@ class PredictiveCoding:
         self.inference = Relaxation() if inference is None else inference
         self.learn_recognition = bool(learn_recognition)
 
+    @property
+    def supervised(self) -> bool:
+        """Discriminative mode learns from labels; generative mode models the data alone."""
+        return self.mode == "discriminative"
+
     def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
         """The (area, parameter) keys this rule returns gradients for."""
         names = ["W_ff", "b_ff"] if self.mode == "discriminative" else ["W_fb", "b_fb"]

@@ -1,0 +1,127 @@
+"""End-stopping experiment: bar geometry, the silenced-feedback control, and a
+planted model whose level 2 predicts long horizontal bars."""
+
+import numpy as np
+import pytest
+
+import cortexsim as cs
+from cortexsim.data.module_patches import stimulus_modules
+from cortexsim.experiments import EXPERIMENTS, load_result, save_result
+from cortexsim.experiments.end_stopping import bars, run
+
+LAYOUT = {"height": 16, "width": 16, "modules": 3, "offset": 5, "window": 5.0, "filter": "dog"}
+FAST = {"lengths": (2, 4, 8, 12, 16, 20, 26), "steps": 150, "step_size": 0.1, "short_max": 12}
+
+
+def planted(level2_weight: float) -> cs.Hierarchy:
+    """One unit per module tuned to a horizontal bar through the middle rows;
+    one level-2 unit predicting all three modules equally."""
+    model = {
+        "areas": [
+            {"name": "image", "size": 768},
+            {"name": "level1", "size": 3, "modules": 3, "shared": True, "activation": "linear",
+             "precision": 1.0, "prior": {"kind": "cauchy", "scale": 1.0, "weight": 0.01}},
+            {"name": "level2", "size": 1, "activation": "linear",
+             "prior": {"kind": "cauchy", "scale": 1.0, "weight": 0.01}},
+        ]
+    }
+    h = cs.build(model, dtype="float64", seed=0)
+    canvas = np.zeros((1, 16, 26))
+    canvas[0, 7:9, :] = 1.0
+    template = stimulus_modules(canvas, **LAYOUT)[0, :256]
+    template /= np.linalg.norm(template)
+    W = np.zeros((3, 768))
+    for i in range(3):
+        W[i, i * 256:(i + 1) * 256] = template
+    h.load_parameters({("level1", "W_fb"): W, ("level1", "b_fb"): np.zeros(768),
+                       ("level2", "W_fb"): np.full((1, 3), level2_weight), ("level2", "b_fb"): np.zeros(3)})
+    return h
+
+
+def test_bars_are_centred_and_complete():
+    canvas, params = bars(16, 26, [2, 6, 26], thickness=2)
+    assert canvas.shape == (15 * 2 * 3, 16, 26)
+    for image, (length, top, polarity) in zip(canvas, params):
+        rows, cols = np.nonzero(image)
+        assert set(rows) == {int(top), int(top) + 1}
+        assert cols.size == 2 * length and np.all(image[rows, cols] == polarity)
+        assert abs((cols.min() + cols.max()) / 2 - 12.5) <= 0.5  # centred on the crop
+
+
+def test_planted_feedback_gives_end_stopping_that_silencing_removes():
+    h = planted(level2_weight=1.0)
+    before = {k: np.array(v) for k, v in h.parameters_to_numpy().items()}
+    result = run(h, None, seed=0, data={"layout": LAYOUT}, **FAST)
+    s = result.summary
+    assert s["units"] == 1
+    # Level 2 explains the middle module away when the bar spans all three.
+    assert s["mean_index_feedback"] > 1.5, s
+    # Silenced, nothing predicts the middle module: a longer bar drives it as much or more.
+    assert s["mean_index_no_feedback"] < 1.05, s
+    assert s["fraction_end_stopped_feedback"] == 1.0 and s["fraction_end_stopped_no_feedback"] == 0.0
+    for key, value in h.parameters_to_numpy().items():  # the model is left as found
+        np.testing.assert_array_equal(value, before[key], err_msg=str(key))
+
+
+def test_without_a_prediction_both_conditions_agree():
+    """Level 2 with zero weights predicts nothing: silencing it changes nothing."""
+    result = run(planted(level2_weight=0.0), None, seed=0, data={"layout": LAYOUT}, **FAST)
+    np.testing.assert_allclose(result.arrays["index_feedback"], result.arrays["index_no_feedback"], rtol=1e-9)
+    np.testing.assert_allclose(result.arrays["curves_feedback"], result.arrays["curves_no_feedback"], rtol=1e-9)
+
+
+def test_result_round_trip_summary_and_figure(tmp_path):
+    from matplotlib.image import imread
+
+    from cortexsim import plots
+
+    result = run(planted(level2_weight=1.0), None, seed=0, data={"layout": LAYOUT}, **FAST)
+    path = save_result(result, tmp_path / "seed0.end_stopping.h5")
+    back = load_result(path)
+    assert back.kind == "end_stopping" and back.summary == result.summary
+    for name, array in result.arrays.items():
+        np.testing.assert_array_equal(back.arrays[name], array)
+    module = EXPERIMENTS["end_stopping"]
+    lines = module.summary({"planted": [back, back]})
+    assert lines[2].startswith("| planted | 2 | 1 | 100 % ± 0 | 0 % ± 0 |")
+    plots.save(module.figure({"planted": [back]}), tmp_path / "es.png")
+    image = imread(tmp_path / "es.png")
+    assert image.shape[0] > 200 and float(image[..., :3].std()) > 0.05
+
+
+def test_study_validation_names_the_area(tmp_path):
+    from cortexsim import ConfigurationError
+    from cortexsim.study import load_study
+
+    text = (tmp_path / "s.toml")
+    text.write_text("""
+[study]
+name = "es"
+[model]
+[[model.areas]]
+name = "image"
+size = 768
+[[model.areas]]
+name = "level1"
+size = 3
+modules = 3
+[[model.areas]]
+name = "level2"
+size = 1
+[data]
+name = "patches"
+n = 200
+[schedule]
+epochs = 1
+[[rules]]
+rule = "predictive_coding"
+mode = "generative"
+[[experiments]]
+kind = "end_stopping"
+area = "levl1"
+""")
+    with pytest.raises(ConfigurationError, match=r"s\.toml: experiments\[0\]\.area: no area 'levl1'"):
+        load_study(text)
+    text.write_text(text.read_text().replace('area = "levl1"', 'lenghts = [2, 4]'))
+    with pytest.raises(ConfigurationError, match=r"experiments\[0\]\.lenghts: unknown key.*did you mean 'lengths'"):
+        load_study(text)
