@@ -26,8 +26,8 @@ import numpy as np
 __all__ = ["project_gradient", "structure_initial"]
 
 
-def _blocks(shape: tuple[int, ...], modules: int, transposed: bool) -> list[tuple[slice, ...]]:
-    """Index of each diagonal block; ``transposed`` for (below, size) matrices."""
+def _blocks(shape: tuple[int, ...], modules: int) -> list[tuple[slice, ...]]:
+    """Index of each diagonal block of a matrix (either orientation) or of a vector."""
     if len(shape) == 1:
         step = shape[0] // modules
         return [(slice(i * step, (i + 1) * step),) for i in range(modules)]
@@ -38,7 +38,7 @@ def _blocks(shape: tuple[int, ...], modules: int, transposed: bool) -> list[tupl
 def structure_initial(value: np.ndarray, modules: int, shared: bool) -> np.ndarray:
     """A host array with the modular structure imposed (block 0 copied if shared)."""
     out = np.zeros_like(value) if value.ndim == 2 else value.copy()
-    blocks = _blocks(value.shape, modules, False)
+    blocks = _blocks(value.shape, modules)
     for block in blocks:
         out[block] = value[blocks[0] if shared else block]
     return out
@@ -46,11 +46,11 @@ def structure_initial(value: np.ndarray, modules: int, shared: bool) -> np.ndarr
 
 def project_gradient(be: Any, grad: Any, modules: int, shared: bool) -> Any:
     """The gradient projected onto modular (and shared) parameters, on the backend."""
-    blocks = _blocks(tuple(grad.shape), modules, False)
+    blocks = _blocks(tuple(grad.shape), modules)
     if grad.ndim == 1 and not shared:
-        return grad
+        return grad  # a bias belongs to its own module already
     parts = [grad[block] for block in blocks]
-    out = be.xp.zeros_like(grad) if grad.ndim == 2 else grad
+    out = be.xp.zeros_like(grad)  # a new array: the rule's gradient is left as it was
     if shared:
         total = parts[0]
         for part in parts[1:]:

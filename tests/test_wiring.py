@@ -101,3 +101,12 @@ def test_modules_must_divide_both_areas():
     bad = {"areas": [{"name": "x", "size": 9}, {"name": "m", "size": 5, "modules": 3}]}
     with pytest.raises(ConfigurationError, match=r"modules: 5 units cannot be split into 3 equal modules"):
         cs.spec.HierarchySpec.from_dict(bad)
+
+
+def test_projection_leaves_the_rules_gradient_untouched():
+    be = cs.backend.get_backend("numpy", "float64")
+    grad = np.arange(12.0)
+    kept = grad.copy()
+    out = project_gradient(be, grad, 3, True)
+    np.testing.assert_array_equal(grad, kept)
+    np.testing.assert_array_equal(out, np.tile(grad.reshape(3, 4).sum(axis=0), 3))
