@@ -84,6 +84,19 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(frameon=False, fontsize="small", **kwargs)
 
 
+def _figure_legend(fig: Figure, axes: Sequence[Axes]) -> None:
+    """One legend under all panels (inside them it hides the curves of many rules)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, loc="outside lower center",
+                   ncols=min(len(labels), 7), frameon=False, fontsize="small")
+
+
 def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 

@@ -17,6 +17,7 @@ from .common import (
     _band,
     _empty,
     _figure,
+    _figure_legend,
     _legend,
     _seeds,
     _style,
@@ -84,7 +85,7 @@ def learning_curves(
         if scale == 100.0:
             ax.set_ylim(top=min(100.0, ax.get_ylim()[1]))
         _style(ax)
-        _legend(ax, loc="lower right" if scale == 100.0 else "upper right")
+    _figure_legend(fig, axes)
     _suptitle(fig, title or prefix + "Learning curves (mean over seeds, shaded: 95 % t interval)")
     return fig
 
@@ -161,11 +162,7 @@ def alignment(
         )
         ax.set_ylim(max(ax.get_ylim()[0], -1.01), 1.01)  # a cosine is at most 1
         _style(ax)
-    # One legend under the panels: inside them it hid the curves of many rules.
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7),
-                   frameon=False, fontsize="small")
+    _figure_legend(fig, axes)
     default = "Alignment of the update with backprop (mean over seeds, 95 % t interval)"
     if window > 1:
         default += f"; each point averages {window} batches"
