@@ -21,8 +21,17 @@ it most at lengths up to ``short_max`` is chosen, and
 
     end-stopping index = max_{L <= short_max} |e(L)| / |e(L_max)|
 
-(1: no end-stopping; > 1: weaker response to the long bar). Units that no
-bar drives above ``responsive`` of the strongest unit are left out.
+(1: no end-stopping; > 1: weaker response to the long bar). That index also
+counts end-stopping *inside* the classical receptive field (the module's
+patch), which a sparse level 1 has with or without feedback; the part that
+feedback can explain is the
+
+    surround index = |e(L_classical)| / |e(L_max)|
+
+of the same preferred bar, with ``L_classical`` the patch width: how much
+weaker the response gets when a bar that already fills the patch extends
+into the neighbouring modules. Units that no bar drives above
+``responsive`` of the strongest unit are left out.
 """
 
 from __future__ import annotations
@@ -81,8 +90,10 @@ def _error_units(hierarchy: Hierarchy, x: Any, level: int, relaxation: Relaxatio
     return np.abs(be.to_numpy(hierarchy[level].eps)[:, units])
 
 
-def _indices(responses: np.ndarray, lengths: np.ndarray, short_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit: index and the length tuning curve of its preferred bar.
+def _indices(responses: np.ndarray, lengths: np.ndarray, short_max: int,
+             classical: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: end-stopping index, surround index and the length tuning curve
+    of its preferred bar.
 
     responses : (bars, lengths, units)
     """
@@ -91,9 +102,9 @@ def _indices(responses: np.ndarray, lengths: np.ndarray, short_max: int) -> tupl
     units = np.arange(responses.shape[2])
     curves = responses[best, :, units]  # (units, lengths)
     peak = curves[:, short].max(axis=1)
+    filled = curves[:, int(np.argmin(np.abs(lengths - classical)))]
     with np.errstate(divide="ignore", invalid="ignore"):
-        index = peak / curves[:, -1]
-    return index, curves
+        return peak / curves[:, -1], filled / curves[:, -1], curves
 
 
 def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> None:
@@ -120,6 +131,7 @@ def run(
     steps: int = 300,
     step_size: float = 0.05,
     short_max: int = 12,
+    classical: int | None = None,
     threshold: float = 1.2,
     responsive: float = 0.1,
 ) -> ExperimentResult:
@@ -143,6 +155,9 @@ def run(
         Relaxation to equilibrium for every stimulus.
     short_max : int
         Longest bar that counts as "short" when finding the optimal length.
+    classical : int, optional
+        Length of the bar that fills the classical receptive field, for the
+        surround index; default the patch width.
     threshold : float
         A unit is end-stopped when its index exceeds this.
     responsive : float
@@ -171,8 +186,9 @@ def run(
     with_fb = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
     with _silenced(hierarchy, level):
         without = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
-    index_fb, curves_fb = _indices(with_fb, lengths, short_max)
-    index_nf, curves_nf = _indices(without, lengths, short_max)
+    classical = layout["width"] if classical is None else int(classical)
+    index_fb, surround_fb, curves_fb = _indices(with_fb, lengths, short_max, classical)
+    index_nf, surround_nf, curves_nf = _indices(without, lengths, short_max, classical)
     peak = np.maximum(curves_fb.max(axis=1), curves_nf.max(axis=1))
     keep = peak >= responsive * peak.max()
     summary = {
@@ -183,11 +199,17 @@ def run(
         "mean_index_no_feedback": float(np.mean(index_nf[keep])),
         "median_index_feedback": float(np.median(index_fb[keep])),
         "median_index_no_feedback": float(np.median(index_nf[keep])),
+        "fraction_surround_feedback": float(np.mean(surround_fb[keep] > threshold)),
+        "fraction_surround_no_feedback": float(np.mean(surround_nf[keep] > threshold)),
+        "median_surround_feedback": float(np.median(surround_fb[keep])),
+        "median_surround_no_feedback": float(np.median(surround_nf[keep])),
     }
     settings = {"area": area, "lengths": lengths.tolist(), "thickness": thickness, "contrast": contrast,
-                "steps": steps, "step_size": step_size, "short_max": short_max, "threshold": threshold,
+                "steps": steps, "step_size": step_size, "short_max": short_max, "classical": classical,
+                "threshold": threshold,
                 "responsive": responsive, "layout": layout}
     arrays = {"lengths": lengths, "index_feedback": index_fb, "index_no_feedback": index_nf,
+              "surround_feedback": surround_fb, "surround_no_feedback": surround_nf,
               "curves_feedback": curves_fb, "curves_no_feedback": curves_nf, "responsive": keep,
               "stimuli": params}
     return ExperimentResult("end_stopping", arrays, summary, settings)
@@ -206,9 +228,11 @@ def summary(results: Mapping[str, list[ExperimentResult]]) -> list[str]:
     lines = [
         (
             "| rule label | seeds | units | end-stopped with feedback | without feedback "
-            "| mean index with feedback | without feedback |"
+            "| median index with feedback | without feedback "
+            "| surround-suppressed with feedback | without feedback "
+            "| median surround index with feedback | without feedback |"
         ),
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, runs in results.items():
         units = int(np.mean([r.summary["units"] for r in runs]))
@@ -216,14 +240,19 @@ def summary(results: Mapping[str, list[ExperimentResult]]) -> list[str]:
             f"| {label} | {len(runs)} | {units} "
             f"| {_mean_sd(runs, 'fraction_end_stopped_feedback', True)} "
             f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback', True)} "
-            f"| {_mean_sd(runs, 'mean_index_feedback')} | {_mean_sd(runs, 'mean_index_no_feedback')} |"
+            f"| {_mean_sd(runs, 'median_index_feedback')} | {_mean_sd(runs, 'median_index_no_feedback')} "
+            f"| {_mean_sd(runs, 'fraction_surround_feedback', True)} "
+            f"| {_mean_sd(runs, 'fraction_surround_no_feedback', True)} "
+            f"| {_mean_sd(runs, 'median_surround_feedback')} | {_mean_sd(runs, 'median_surround_no_feedback')} |"
         )
     threshold = next(iter(results.values()))[0].settings.get("threshold", 1.2)
     lines += [
         "",
         (
             f"End-stopped: index > {threshold}; index = response to the best short bar / response "
-            "to the longest bar, for the middle module's error units (`cortexsim.experiments.end_stopping`)."
+            "to the longest bar, for the middle module's error units. Surround-suppressed: surround "
+            f"index > {threshold}; surround index = response to the bar that fills the patch / response "
+            "to the longest bar (`cortexsim.experiments.end_stopping`)."
         ),
     ]
     return lines

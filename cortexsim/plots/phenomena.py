@@ -14,42 +14,53 @@ FEEDBACK_COLORS = {"with feedback": "#d62728", "feedback removed": "#7f7f7f"}
 
 
 def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
-    """Per rule label: normalised length tuning of the responsive error units and
-    the end-stopping index distribution, with feedback and with it removed."""
+    """Per rule label: normalised length tuning of the responsive error units, the
+    end-stopping index and the surround index, with feedback and with it removed."""
     labels = list(results)
-    fig, axes = _figure(2 * len(labels), columns=2)
+    fig, axes = _figure(3 * len(labels), columns=3)
     for row, label in enumerate(labels):
         runs = results[label]
-        tuning, hist = axes[2 * row], axes[2 * row + 1]
+        tuning, hist, surround = axes[3 * row : 3 * row + 3]
         lengths = runs[0].arrays["lengths"]
         threshold = runs[0].settings.get("threshold", 1.2)
+        classical = runs[0].settings.get("classical")
         for condition, key in (("with feedback", "feedback"), ("feedback removed", "no_feedback")):
             color = FEEDBACK_COLORS[condition]
-            curves, indices = [], []
+            curves, indices, surrounds = [], [], []
             for run in runs:
                 keep = run.arrays["responsive"].astype(bool)
                 c = run.arrays[f"curves_{key}"][keep]
                 curves.append(c / c.max(axis=1, keepdims=True))
                 indices.append(run.arrays[f"index_{key}"][keep])
+                if f"surround_{key}" in run.arrays:
+                    surrounds.append(run.arrays[f"surround_{key}"][keep])
             curves = np.concatenate(curves)
-            indices = np.concatenate(indices)
             mean = curves.mean(axis=0)
             sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
             tuning.plot(lengths, mean, color=color, marker="o", markersize=3, label=condition)
             tuning.fill_between(lengths, mean - sem, mean + sem, color=color, alpha=0.2, linewidth=0)
-            finite = np.clip(indices[np.isfinite(indices)], 0, 5)
-            share = np.mean(indices > threshold) * 100
-            hist.hist(finite, bins=np.linspace(0, 5, 26), color=color, alpha=0.55,
-                      label=f"{condition}: {share:.0f} % > {threshold:g}, mean {np.mean(finite):.2f}")
-        tuning.set_xlabel("bar length (pixels)")
+            for ax, values, top in ((hist, indices, 5.0), (surround, surrounds, 2.0)):
+                if not values:
+                    continue
+                values = np.concatenate(values)
+                finite = np.clip(values[np.isfinite(values)], 0, top)
+                share = np.mean(values > threshold) * 100
+                ax.hist(finite, bins=np.linspace(0, top, 26), color=color, alpha=0.55,
+                        label=f"{condition}: {share:.0f} % > {threshold:g}, median {np.median(finite):.2f}")
+        if classical is not None:
+            tuning.axvline(classical, color="black", linewidth=0.8, linestyle=":")
+        tuning.set_xlabel("bar length (pixels; dotted: the patch width)")
         tuning.set_ylabel("error-unit response (normalised)")
         tuning.set_title(f"{label}: length tuning ({len(curves)} units)")
-        hist.axvline(threshold, color="black", linewidth=0.8, linestyle="--")
-        hist.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
         hist.set_xlabel("end-stopping index (best short / longest bar)")
-        hist.set_ylabel("units")
         hist.set_title(f"{label}: end-stopping index")
-        for ax in (tuning, hist):
+        surround.set_xlabel("surround index (patch-filling / longest bar)")
+        surround.set_title(f"{label}: surround index")
+        for ax in (hist, surround):
+            ax.axvline(threshold, color="black", linewidth=0.8, linestyle="--")
+            ax.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
+            ax.set_ylabel("units")
+        for ax in (tuning, hist, surround):
             _style(ax)
             _legend(ax)
     _suptitle(fig, "End-stopping of level-1 error units (Rao & Ballard 1999)")

@@ -59,6 +59,8 @@ def test_planted_feedback_gives_end_stopping_that_silencing_removes():
     # Silenced, nothing predicts the middle module: a longer bar drives it as much or more.
     assert s["mean_index_no_feedback"] < 1.05, s
     assert s["fraction_end_stopped_feedback"] == 1.0 and s["fraction_end_stopped_no_feedback"] == 0.0
+    # Extending a patch-filling bar into the neighbours lowers the error only with feedback.
+    assert s["median_surround_feedback"] > 1.2 and s["median_surround_no_feedback"] < 1.05, s
     for key, value in h.parameters_to_numpy().items():  # the model is left as found
         np.testing.assert_array_equal(value, before[key], err_msg=str(key))
 
@@ -68,6 +70,7 @@ def test_without_a_prediction_both_conditions_agree():
     result = run(planted(level2_weight=0.0), None, seed=0, data={"layout": LAYOUT}, **FAST)
     np.testing.assert_allclose(result.arrays["index_feedback"], result.arrays["index_no_feedback"], rtol=1e-9)
     np.testing.assert_allclose(result.arrays["curves_feedback"], result.arrays["curves_no_feedback"], rtol=1e-9)
+    np.testing.assert_allclose(result.arrays["surround_feedback"], result.arrays["surround_no_feedback"], rtol=1e-9)
 
 
 def test_result_round_trip_summary_and_figure(tmp_path):
