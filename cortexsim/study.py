@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,12 +21,13 @@ from .experiments import EXPERIMENTS, settings_of
 from .hierarchy import build
 from .inference import Relaxation
 from .optim import OPTIMIZERS
+from .overrides import apply_override
 from .probes import Probe
 from .rules import RULES
 from .spec import HierarchySpec
 from .validation import check_choice, check_int, check_keys, check_number
 
-__all__ = ["StudyPlan", "RunSpec", "load_study", "supervised", "DATASETS"]
+__all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study", "supervised"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
@@ -346,52 +346,6 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     )
 
 
-_KEY_PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?$")
-
-
-def _override(document: dict[str, Any], assignment: str) -> None:
-    """Apply one ``key.path=value`` to the parsed document, in place.
-
-    The value is read as a TOML value (``5``, ``1e-3``, ``true``, ``[0, 1]``,
-    ``"text"``); anything that is not one is taken as a bare string, so
-    ``data.name=fashion-mnist`` works without quotes. ``rules[2].lr`` reaches
-    into an array of tables.
-    """
-    key, sep, text = assignment.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigurationError(f"--set {assignment!r}: expected KEY=VALUE, e.g. schedule.epochs=100")
-    try:
-        value = tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text.strip()
-    parts = key.split(".")
-    table: Any = document
-    for depth, part in enumerate(parts):
-        match = _KEY_PART.match(part)
-        if match is None:
-            raise ConfigurationError(f"--set {assignment!r}: {part!r} is not a key name")
-        name, index = match.group(1), match.group(2)
-        last = depth == len(parts) - 1 and index is None
-        if last:
-            if not isinstance(table, dict):
-                raise ConfigurationError(f"--set {assignment!r}: {'.'.join(parts[:depth])} is not a table")
-            table[name] = value
-            return
-        if not isinstance(table, dict):
-            raise ConfigurationError(f"--set {assignment!r}: {'.'.join(parts[:depth])} is not a table")
-        table = table.setdefault(name, [] if index is not None else {})
-        if index is not None:
-            if not isinstance(table, list) or int(index) >= len(table):
-                size = len(table) if isinstance(table, list) else 0
-                raise ConfigurationError(
-                    f"--set {assignment!r}: {name} has {size} entries, so [{index}] does not exist")
-            if depth == len(parts) - 1:
-                table[int(index)] = value
-                return
-            table = table[int(index)]
-
-
 def load_study(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> StudyPlan:
     """Read and validate a study file; every error names the file and the key.
 
@@ -412,7 +366,7 @@ def load_study(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
     try:
         for assignment in overrides:
-            _override(document, assignment)
+            apply_override(document, assignment)
         plan = _plan(document, path, source)
     except ConfigurationError as exc:
         message = str(exc)
