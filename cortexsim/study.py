@@ -372,7 +372,7 @@ def load_study(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         message = str(exc)
         for assignment in overrides:
             key = assignment.partition("=")[0].strip()
-            if message.startswith(key + ":") or message.startswith(key + "."):
+            if message.startswith((key + ":", key + ".")):
                 message += f" (set on the command line: --set {assignment})"
         raise ConfigurationError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     except (TypeError, ValueError) as exc:  # a value of a type no check foresaw
