@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from . import plots
-from .experiments.report import experiment_sections
-from .report_generative import generative_sections, variational_labels
 from .analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
 from .errors import CortexsimError, FormatError
+from .experiments.report import experiment_sections
 from .recording import open_recording, partial_path
+from .report_generative import generative_sections, variational_labels
 
-__all__ = ["write_report", "compare_table", "load_study", "RunData"]
+__all__ = ["RunData", "compare_table", "load_study", "write_report"]
 
 FIGURES = ("learning_curves.png", "alignment.png", "energy.png")
 
@@ -45,6 +45,7 @@ class RunData:
     alignment: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     energy: tuple[np.ndarray, np.ndarray] | None = None
     problem: str = ""  # why the run is left out of the aggregates ("" = included)
+    supervised: bool = True  # learns from labels (study.json; unsupervised runs have no accuracy)
 
     @property
     def included(self) -> bool:
@@ -58,6 +59,7 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
         seed=int(entry.get("seed", 0)),
         status=str(entry.get("status", "unknown")),
         recording=str(entry.get("recording", "")),
+        supervised=bool(entry.get("supervised", True)),
     )
     path = out / run.recording
     if not run.recording or not (path.is_file() or partial_path(path).is_file()):
@@ -83,7 +85,8 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
         run.problem = f"status {run.status}"
     elif not complete:
         run.problem = "recording incomplete"
-    elif len(run.metrics.get("test_accuracy", ())) == 0 and len(run.metrics.get("test_loss", ())) == 0:
+    elif run.supervised and len(run.metrics.get("test_accuracy", ())) == 0 \
+            and len(run.metrics.get("test_loss", ())) == 0:
         run.problem = "no test accuracy recorded"  # unsupervised rules record test_loss instead
     return run
 
@@ -109,7 +112,7 @@ def _labels(runs: Sequence[RunData]) -> list[str]:
 def _summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     """summary_table over the included runs, one row per label (study order), with its rule."""
     # Unsupervised runs (test_loss, no accuracy) have their own section (report_generative).
-    runs = [r for r in runs if "test_accuracy" in r.metrics or "test_loss" not in r.metrics]
+    runs = [r for r in runs if r.supervised and ("test_accuracy" in r.metrics or "test_loss" not in r.metrics)]
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in _labels(runs)}
     rules = {}
     for run in runs:
@@ -282,7 +285,8 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         f"{done} complete and included in the aggregates.",
         "",
     ]
-    if rows or not variational_labels(study):  # a generative study has no accuracy to show
+    unsupervised = bool(runs) and not any(run.supervised for run in runs)
+    if rows or not (variational_labels(study) or unsupervised):  # generative studies have no accuracy
         lines += [
             "## Test accuracy per rule",
             "",

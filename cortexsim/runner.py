@@ -251,7 +251,7 @@ def run_study(
     for spec, seed in jobs:
         recording = out / spec.label / f"seed{seed}.h5"
         index["runs"].append({
-            "label": spec.label, "rule": spec.rule, "seed": seed,
+            "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": supervised(spec),
             "recording": str(recording.relative_to(out)), "status": "pending",
         })
     if workers > 1:

@@ -87,7 +87,8 @@ def summary(results: Mapping[str, Sequence[ExperimentResult]]) -> list[str]:
     ]
     for label, runs in results.items():
         def mean(key: str, runs: Sequence[ExperimentResult] = runs) -> float:
-            return float(np.nanmean([r.summary[key] for r in runs]))
+            values = np.array([r.summary[key] for r in runs], dtype=np.float64)
+            return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
         lines.append(
             f"| {label} | {len(runs)} | {runs[0].summary['units']} | {100 * mean('fraction_gabor'):.0f} % "
             f"| {mean('median_r2'):.2f} | {mean('orientation_circular_variance'):.2f} "

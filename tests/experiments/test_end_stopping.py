@@ -128,3 +128,73 @@ area = "levl1"
     text.write_text(text.read_text().replace('area = "levl1"', 'lenghts = [2, 4]'))
     with pytest.raises(ConfigurationError, match=r"experiments\[0\]\.lenghts: unknown key.*did you mean 'lengths'"):
         load_study(text)
+
+
+def test_a_study_runs_its_experiments_and_reports_them(tmp_path, capsys):
+    """Generative PC on module patches, then both experiments, through the CLI."""
+    from cortexsim.cli import main
+    from cortexsim.experiments import load_result
+
+    study = tmp_path / "rb.toml"
+    study.write_text("""
+[study]
+name = "tiny_rb"
+seeds = [0]
+[outputs]
+report = true
+[model]
+weight_init = "normal"
+init_scale = 0.02
+[[model.areas]]
+name = "image"
+size = 768
+[[model.areas]]
+name = "level1"
+size = 6
+modules = 3
+shared = true
+activation = "linear"
+prior = { kind = "cauchy", scale = 1.0, weight = 1.0 }
+[[model.areas]]
+name = "level2"
+size = 4
+activation = "linear"
+[data]
+name = "patches"
+n = 300
+validation = 0.0
+[schedule]
+epochs = 1
+batch_size = 50
+[optimizer]
+name = "adam"
+lr = 3e-3
+weight_decay = 1e-2
+[[rules]]
+rule = "predictive_coding"
+label = "pc"
+mode = "generative"
+[rules.inference]
+steps = 10
+step_size = 0.1
+init = "zeros"
+[[experiments]]
+kind = "receptive_fields"
+[[experiments]]
+kind = "end_stopping"
+lengths = [2, 8, 16, 26]
+steps = 30
+step_size = 0.1
+""")
+    out = tmp_path / "out"
+    assert main(["run", str(study), "--out", str(out), "--quiet"]) == 0
+    for kind in ("receptive_fields", "end_stopping"):
+        result = load_result(out / "pc" / f"seed0.{kind}.h5")
+        assert result.kind == kind
+    assert load_result(out / "pc" / "seed0.receptive_fields.h5").arrays["fields"].shape == (2, 16, 16)
+    summary = (out / "report" / "summary.md").read_text()
+    assert "## Receptive fields" in summary and "## End-stopping (Rao & Ballard 1999)" in summary
+    assert "excluded" not in summary and "Test accuracy per rule" not in summary  # no labels, no accuracy
+    assert "1 complete and included" in summary
+    for figure in ("receptive_fields.png", "end_stopping.png"):
+        assert (out / "report" / figure).stat().st_size > 10_000
