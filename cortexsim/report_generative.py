@@ -32,6 +32,7 @@ import numpy as np
 
 from . import plots
 from .analysis.disentanglement import active_units, beta_vae_score, dci, mig
+from .analysis.learning_curves import mean_and_sd
 from .checkpoint import load_checkpoint
 from .data import binarize, load
 from .data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
@@ -203,11 +204,10 @@ def _disentanglement(hierarchy: Hierarchy, rule: Any, settings: dict[str, int]) 
 
 # -- markdown helpers -------------------------------------------------------------------
 def _pm(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64) * scale
-    if v.size == 0:
+    mean, sd = mean_and_sd([np.nan if x is None else x * scale for x in values])
+    if not np.isfinite(mean):
         return "—"
-    sd = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
-    return f"{v.mean():.{digits}f} ± {sd:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def _file(label: str, what: str) -> str:
