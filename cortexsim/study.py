@@ -199,7 +199,7 @@ def _report_options(outputs: Mapping[str, Any], rules: Sequence[RunSpec], datase
                 raise ConfigurationError(
                     f"outputs.log_likelihood: the importance-weighted log-likelihood needs a "
                     f"variational model on every rule, but rules[{i}] ({spec.label!r}) is "
-                    f"{spec.rule!r}; use rule = 'elbo' or leave log_likelihood out"
+                    f"{spec.rule!r}; use rule = 'elbo' or 'reweighted_wake_sleep', or leave log_likelihood out"
                 )
     return options
 

@@ -18,9 +18,10 @@ from .ddtp import DDTPLinear
 from .target_prop import DifferenceTargetProp, TargetProp
 from .wake_sleep import WakeSleep
 from .elbo import ELBO
+from .reweighted_wake_sleep import ReweightedWakeSleep
 
 __all__ = ["Rule", "Backprop", "PredictiveCoding", "FeedbackAlignment", "DirectFeedbackAlignment",
-           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep", "ELBO", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep", "ELBO", "ReweightedWakeSleep", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
 
 
 class Rule(Protocol):
@@ -45,6 +46,7 @@ RULES = {
     "ddtp_linear": DDTPLinear,
     "wake_sleep": WakeSleep,
     "elbo": ELBO,
+    "reweighted_wake_sleep": ReweightedWakeSleep,
 }
 
 

@@ -27,7 +27,9 @@ Generative model p (top-down)::
 
 down to the data area 0 (whose ``precision`` is the variance of the
 observation noise). A prior on a middle area has no ancestral sampler and is
-refused.
+refused, and so is a variational model (an area with ``stochastic = true``):
+its Gaussian areas have learned variances and deterministic areas between
+them, which the rule ``reweighted_wake_sleep`` trains by wake–sleep.
 
 Wake phase (``infer``, then ``gradients``): sample ``h_1 .. h_L`` from q given
 the data; the generative weights descend ``-log p(h_0, .., h_L)`` at those
@@ -151,6 +153,14 @@ class WakeSleep:
         """The prior p(x_L) of the top area; refuses priors on middle areas."""
         areas = hierarchy.areas
         top = len(areas) - 1
+        for l, area in enumerate(areas):
+            if area.spec.stochastic:
+                raise ConfigurationError(
+                    f"model.areas[{l}].stochastic: the wake_sleep rule's Helmholtz machine has "
+                    f"its own noise in every area and no variational areas; for a model with "
+                    f"stochastic areas use rule = \"reweighted_wake_sleep\" (wake-sleep on the "
+                    f"variational model, k = 1 with recognition = \"sleep\" the classic algorithm)"
+                )
         for l in range(1, top):
             if areas[l].prior is not None:
                 raise ConfigurationError(
