@@ -16,15 +16,26 @@ same ``-e`` term, as when Rao & Ballard set the top-down signal to zero)
 nothing predicts the middle module and the effect should disappear -- the
 paper's account of end-stopping.
 
-For each unit and condition the bar (vertical position, polarity) that drives
-it most at lengths up to ``short_max`` is chosen, and
+End-stopping is measured with bars at a unit's preferred orientation, and
+only a bar along the row of modules reaches into the neighbours, so the
+units measured are those tuned to the bars: with feedback removed, bars that
+fill the patch (``classical`` pixels) are shown through the middle module at
+``orientations`` angles (every offset across the bar, both polarities), a
+unit's preferred orientation is the angle that drives it most, and the units
+whose preference lies within ``tolerance`` degrees of horizontal are
+measured. (A unit tuned to another orientation answers a short horizontal bar
+through its ends and a long one hardly at all, with or without feedback:
+counted, it would be "end-stopped" for a reason that has nothing to do with
+the surround; the summary reports that all-units fraction too.)
+
+For each measured unit and condition the bar (vertical position, polarity)
+that drives it most at lengths up to ``short_max`` is chosen, and
 
     end-stopping index = max_{L <= short_max} |e(L)| / |e(L_max)|
 
-(1: no end-stopping; > 1: weaker response to the long bar). That index also
-counts end-stopping *inside* the classical receptive field (the module's
-patch), which a sparse level 1 has with or without feedback; the part that
-feedback can explain is the
+(1: no end-stopping; > 1: weaker response to the long bar). The part of it
+that comes from outside the classical receptive field (the module's patch)
+is the
 
     surround index = |e(L_classical)| / |e(L_max)|
 
@@ -66,6 +77,48 @@ def bars(height: int, total_width: int, lengths: Sequence[int], thickness: int) 
                 canvas.append(image)
                 params.append((length, top, polarity))
     return np.array(canvas), np.array(params, dtype=np.float64)
+
+
+def oriented_bars(height: int, total_width: int, length: int, thickness: int,
+                  angles: Sequence[float], offsets: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Bars of one length through the centre of the canvas at every angle x
+    offset across the bar x polarity.
+
+    A pixel (row ``y``, column ``x``) belongs to the bar at angle ``a``
+    (degrees, 0 horizontal) and offset ``o`` when, relative to the canvas
+    centre, ``|along| <= length / 2`` and ``|across - o| < thickness / 2``
+    with ``along = dx cos a + dy sin a`` and ``across = -dx sin a + dy cos a``.
+
+    Returns (canvas (N, height, total_width), parameters (N, 3): angle, offset, polarity).
+    """
+    y, x = np.mgrid[0:height, 0:total_width].astype(np.float64)
+    dy, dx = y - (height - 1) / 2, x - (total_width - 1) / 2
+    canvas, params = [], []
+    for angle in angles:
+        c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        along, across = dx * c + dy * s, -dx * s + dy * c
+        for offset in offsets:
+            mask = (np.abs(along) <= length / 2) & (np.abs(across - offset) < thickness / 2)
+            for polarity in (1.0, -1.0):
+                canvas.append(np.where(mask, polarity, 0.0))
+                params.append((angle, offset, polarity))
+    return np.array(canvas), np.array(params, dtype=np.float64)
+
+
+def preferred_orientation(responses: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orientation tuning curves (units, angles): the strongest response over the
+    offsets and polarities of each angle; and each unit's preferred angle.
+
+    responses : (angles, stimuli per angle, units)
+    """
+    curves = responses.max(axis=1).T
+    return curves, angles[np.argmax(curves, axis=1)]
+
+
+def _off_horizontal(angle: np.ndarray) -> np.ndarray:
+    """Distance in degrees of an axial angle from horizontal (0 .. 90)."""
+    wrapped = np.mod(angle, 180.0)
+    return np.minimum(wrapped, 180.0 - wrapped)
 
 
 @contextmanager
@@ -134,6 +187,8 @@ def run(
     classical: int | None = None,
     threshold: float = 1.2,
     responsive: float = 0.1,
+    orientations: int = 12,
+    tolerance: float = 15.0,
 ) -> ExperimentResult:
     """Length tuning of the middle module's error units, with and without feedback.
 
@@ -163,6 +218,11 @@ def run(
     responsive : float
         Units whose strongest response is below this share of the strongest
         unit's are left out.
+    orientations : int
+        Angles (evenly over 180 degrees) of the orientation-tuning bars.
+    tolerance : float
+        Units whose preferred orientation is within this many degrees of
+        horizontal (the bars') are measured.
     """
     layout = {"height": 16, "width": 16, "modules": 3, "offset": 5, "window": 5.0, "filter": "dog"}
     layout.update({k: v for k, v in (data or {}).get("layout", {}).items() if k in layout})
@@ -187,35 +247,60 @@ def run(
     with _silenced(hierarchy, level):
         without = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
     classical = layout["width"] if classical is None else int(classical)
+    angles = np.arange(orientations) * (180.0 / orientations)
+    offsets = np.arange(-(layout["height"] // 2) + 1, layout["height"] // 2)
+    tilted, _ = oriented_bars(layout["height"], total, classical, thickness, angles, offsets)
+    xt = stimulus_modules(tilted, height=layout["height"], width=layout["width"], modules=layout["modules"],
+                          offset=layout["offset"], window=layout["window"], filter=layout["filter"])
+    xt *= contrast / np.abs(xt).max()
+    with _silenced(hierarchy, level):
+        classical_responses = _error_units(hierarchy, be.asarray(xt), level, relaxation, units)
+    tuning, preferred = preferred_orientation(classical_responses.reshape(len(angles), -1, per_module), angles)
+    tuned = _off_horizontal(preferred) <= tolerance
     index_fb, surround_fb, curves_fb = _indices(with_fb, lengths, short_max, classical)
     index_nf, surround_nf, curves_nf = _indices(without, lengths, short_max, classical)
     peak = np.maximum(curves_fb.max(axis=1), curves_nf.max(axis=1))
     keep = peak >= responsive * peak.max()
+    measured = keep & tuned
+
+    def share(values: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.mean(values[mask] > threshold)) if mask.any() else float("nan")
+
+    def middle_value(values: np.ndarray, mask: np.ndarray, how: Any = np.median) -> float:
+        return float(how(values[mask])) if mask.any() else float("nan")
+
     summary = {
-        "units": int(keep.sum()),
-        "fraction_end_stopped_feedback": float(np.mean(index_fb[keep] > threshold)),
-        "fraction_end_stopped_no_feedback": float(np.mean(index_nf[keep] > threshold)),
-        "mean_index_feedback": float(np.mean(index_fb[keep])),
-        "mean_index_no_feedback": float(np.mean(index_nf[keep])),
-        "median_index_feedback": float(np.median(index_fb[keep])),
-        "median_index_no_feedback": float(np.median(index_nf[keep])),
-        "fraction_surround_feedback": float(np.mean(surround_fb[keep] > threshold)),
-        "fraction_surround_no_feedback": float(np.mean(surround_nf[keep] > threshold)),
-        "median_surround_feedback": float(np.median(surround_fb[keep])),
-        "median_surround_no_feedback": float(np.median(surround_nf[keep])),
+        "units": int(measured.sum()),
+        "units_responsive": int(keep.sum()),
+        "fraction_end_stopped_feedback_all_orientations": share(index_fb, keep),
+        "fraction_end_stopped_no_feedback_all_orientations": share(index_nf, keep),
+        "fraction_end_stopped_feedback": share(index_fb, measured),
+        "fraction_end_stopped_no_feedback": share(index_nf, measured),
+        "mean_index_feedback": middle_value(index_fb, measured, np.mean),
+        "mean_index_no_feedback": middle_value(index_nf, measured, np.mean),
+        "median_index_feedback": middle_value(index_fb, measured),
+        "median_index_no_feedback": middle_value(index_nf, measured),
+        "fraction_surround_feedback": share(surround_fb, measured),
+        "fraction_surround_no_feedback": share(surround_nf, measured),
+        "median_surround_feedback": middle_value(surround_fb, measured),
+        "median_surround_no_feedback": middle_value(surround_nf, measured),
     }
     settings = {"area": area, "lengths": lengths.tolist(), "thickness": thickness, "contrast": contrast,
                 "steps": steps, "step_size": step_size, "short_max": short_max, "classical": classical,
                 "threshold": threshold,
-                "responsive": responsive, "layout": layout}
+                "responsive": responsive, "orientations": orientations, "tolerance": tolerance,
+                "layout": layout}
     arrays = {"lengths": lengths, "index_feedback": index_fb, "index_no_feedback": index_nf,
               "surround_feedback": surround_fb, "surround_no_feedback": surround_nf,
               "curves_feedback": curves_fb, "curves_no_feedback": curves_nf, "responsive": keep,
-              "stimuli": params}
+              "stimuli": params, "angles": angles, "orientation_tuning": tuning,
+              "preferred_orientation": preferred, "measured": measured}
     return ExperimentResult("end_stopping", arrays, summary, settings)
 
 
 def _mean_sd(runs: Sequence[ExperimentResult], key: str, percent: bool = False) -> str:
+    if any(key not in r.summary for r in runs):
+        return "–"
     values = np.array([r.summary[key] for r in runs]) * (100.0 if percent else 1.0)
     sd = values.std(ddof=1) if len(values) > 1 else 0.0
     if percent:
@@ -224,35 +309,43 @@ def _mean_sd(runs: Sequence[ExperimentResult], key: str, percent: bool = False) 
 
 
 def summary(results: Mapping[str, list[ExperimentResult]]) -> list[str]:
-    """A table: per rule label, end-stopped fractions and mean indices (mean ± sd over seeds)."""
+    """A table: per rule label, end-stopped fractions and median indices of the
+    units tuned to the bars (mean ± sd over seeds), and the all-units fractions."""
     lines = [
         (
-            "| rule label | seeds | units | end-stopped with feedback | without feedback "
-            "| median index with feedback | without feedback "
+            "| rule label | seeds | units tuned to the bars / responsive | end-stopped with feedback "
+            "| without feedback | median index with feedback | without feedback "
             "| surround-suppressed with feedback | without feedback "
-            "| median surround index with feedback | without feedback |"
+            "| median surround index with feedback | without feedback "
+            "| all responsive units: end-stopped with feedback | without feedback |"
         ),
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, runs in results.items():
-        units = int(np.mean([r.summary["units"] for r in runs]))
+        units = int(np.sum([r.summary["units"] for r in runs]))
+        responsive = int(np.sum([r.summary.get("units_responsive", r.summary["units"]) for r in runs]))
         lines.append(
-            f"| {label} | {len(runs)} | {units} "
+            f"| {label} | {len(runs)} | {units} / {responsive} "
             f"| {_mean_sd(runs, 'fraction_end_stopped_feedback', True)} "
             f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback', True)} "
             f"| {_mean_sd(runs, 'median_index_feedback')} | {_mean_sd(runs, 'median_index_no_feedback')} "
             f"| {_mean_sd(runs, 'fraction_surround_feedback', True)} "
             f"| {_mean_sd(runs, 'fraction_surround_no_feedback', True)} "
-            f"| {_mean_sd(runs, 'median_surround_feedback')} | {_mean_sd(runs, 'median_surround_no_feedback')} |"
+            f"| {_mean_sd(runs, 'median_surround_feedback')} | {_mean_sd(runs, 'median_surround_no_feedback')} "
+            f"| {_mean_sd(runs, 'fraction_end_stopped_feedback_all_orientations', True)} "
+            f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback_all_orientations', True)} |"
         )
-    threshold = next(iter(results.values()))[0].settings.get("threshold", 1.2)
+    settings = next(iter(results.values()))[0].settings
+    threshold, tolerance = settings.get("threshold", 1.2), settings.get("tolerance", 15.0)
     lines += [
         "",
         (
-            f"End-stopped: index > {threshold}; index = response to the best short bar / response "
-            "to the longest bar, for the middle module's error units. Surround-suppressed: surround "
-            f"index > {threshold}; surround index = response to the bar that fills the patch / response "
-            "to the longest bar (`cortexsim.experiments.end_stopping`)."
+            f"Units tuned to the bars: preferred orientation (patch-filling bars, feedback removed) within "
+            f"{tolerance:g} degrees of horizontal; units summed over seeds. End-stopped: index > {threshold}; "
+            "index = response to the best short bar / response to the longest bar, for the middle module's "
+            f"error units. Surround-suppressed: surround index > {threshold}; surround index = response to "
+            "the bar that fills the patch / response to the longest bar. The last two columns count every "
+            "responsive unit, whatever its preferred orientation (`cortexsim.experiments.end_stopping`)."
         ),
     ]
     return lines

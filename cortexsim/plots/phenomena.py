@@ -14,7 +14,7 @@ FEEDBACK_COLORS = {"with feedback": "#d62728", "feedback removed": "#7f7f7f"}
 
 
 def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
-    """Per rule label: normalised length tuning of the responsive error units, the
+    """Per rule label: normalised length tuning of the error units tuned to the bars, the
     end-stopping index and the surround index, with feedback and with it removed."""
     labels = list(results)
     fig, axes = _figure(3 * len(labels), columns=3)
@@ -28,7 +28,7 @@ def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
             color = FEEDBACK_COLORS[condition]
             curves, indices, surrounds = [], [], []
             for run in runs:
-                keep = run.arrays["responsive"].astype(bool)
+                keep = run.arrays.get("measured", run.arrays["responsive"]).astype(bool)
                 c = run.arrays[f"curves_{key}"][keep]
                 curves.append(c / c.max(axis=1, keepdims=True))
                 indices.append(run.arrays[f"index_{key}"][keep])
@@ -51,7 +51,7 @@ def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
             tuning.axvline(classical, color="black", linewidth=0.8, linestyle=":")
         tuning.set_xlabel("bar length (pixels; dotted: the patch width)")
         tuning.set_ylabel("error-unit response (normalised)")
-        tuning.set_title(f"{label}: length tuning ({len(curves)} units)")
+        tuning.set_title(f"{label}: length tuning ({len(curves)} units tuned to the bars)")
         hist.set_xlabel("end-stopping index (best short / longest bar)")
         hist.set_title(f"{label}: end-stopping index")
         surround.set_xlabel("surround index (patch-filling / longest bar)")

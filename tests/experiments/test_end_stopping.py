@@ -7,34 +7,47 @@ import pytest
 import cortexsim as cs
 from cortexsim.data.module_patches import stimulus_modules
 from cortexsim.experiments import EXPERIMENTS, load_result, save_result
-from cortexsim.experiments.end_stopping import bars, run
+from cortexsim.experiments.end_stopping import bars, oriented_bars, run
 
 LAYOUT = {"height": 16, "width": 16, "modules": 3, "offset": 5, "window": 5.0, "filter": "dog"}
 FAST = {"lengths": (2, 4, 8, 12, 16, 20, 26), "steps": 150, "step_size": 0.1, "short_max": 12}
 
 
-def planted(level2_weight: float) -> cs.Hierarchy:
-    """One unit per module tuned to a horizontal bar through the middle rows;
-    one level-2 unit predicting all three modules equally."""
+def template(canvas: np.ndarray) -> np.ndarray:
+    """The first module's view of a canvas, unit norm."""
+    field = stimulus_modules(canvas[None], **LAYOUT)[0, :256]
+    return field / np.linalg.norm(field)
+
+
+def planted(level2_weight: float, vertical: bool = False) -> cs.Hierarchy:
+    """One unit per module tuned to a horizontal bar through the middle rows
+    (and, with ``vertical``, a second one tuned to a vertical bar through the
+    middle columns); one level-2 unit predicting the horizontal units of all
+    three modules equally."""
+    per = 2 if vertical else 1
     model = {
         "areas": [
             {"name": "image", "size": 768},
-            {"name": "level1", "size": 3, "modules": 3, "shared": True, "activation": "linear",
+            {"name": "level1", "size": 3 * per, "modules": 3, "shared": True, "activation": "linear",
              "precision": 1.0, "prior": {"kind": "cauchy", "scale": 1.0, "weight": 0.01}},
             {"name": "level2", "size": 1, "activation": "linear",
              "prior": {"kind": "cauchy", "scale": 1.0, "weight": 0.01}},
         ]
     }
     h = cs.build(model, dtype="float64", seed=0)
-    canvas = np.zeros((1, 16, 26))
-    canvas[0, 7:9, :] = 1.0
-    template = stimulus_modules(canvas, **LAYOUT)[0, :256]
-    template /= np.linalg.norm(template)
-    W = np.zeros((3, 768))
-    for i in range(3):
-        W[i, i * 256:(i + 1) * 256] = template
+    horizontal, upright = np.zeros((16, 26)), np.zeros((16, 26))
+    horizontal[7:9, :] = 1.0
+    upright[:, 2:4] = 1.0  # the first module covers columns 0 .. 15: its middle columns
+    upright = np.roll(upright, 5, axis=1)
+    fields = [template(horizontal), template(upright)][:per]
+    W = np.zeros((3 * per, 768))
+    for m in range(3):
+        for j, field in enumerate(fields):
+            W[m * per + j, m * 256:(m + 1) * 256] = field
+    predicts = np.zeros((1, 3 * per))
+    predicts[0, ::per] = level2_weight
     h.load_parameters({("level1", "W_fb"): W, ("level1", "b_fb"): np.zeros(768),
-                       ("level2", "W_fb"): np.full((1, 3), level2_weight), ("level2", "b_fb"): np.zeros(3)})
+                       ("level2", "W_fb"): predicts, ("level2", "b_fb"): np.zeros(3 * per)})
     return h
 
 
@@ -46,6 +59,34 @@ def test_bars_are_centred_and_complete():
         assert set(rows) == {int(top), int(top) + 1}
         assert cols.size == 2 * length and np.all(image[rows, cols] == polarity)
         assert abs((cols.min() + cols.max()) / 2 - 12.5) <= 0.5  # centred on the crop
+
+
+def test_oriented_bars_geometry():
+    canvas, params = oriented_bars(16, 26, 16, 2, angles=[0, 90, 45], offsets=[-2, 0, 3])
+    assert canvas.shape == (3 * 3 * 2, 16, 26)
+    flat = canvas[(params[:, 0] == 0) & (params[:, 1] == 0) & (params[:, 2] == 1)][0]
+    rows, cols = np.nonzero(flat)
+    assert set(rows) == {7, 8} and cols.size == 2 * 16 and abs(cols.mean() - 12.5) < 1e-9
+    upright = canvas[(params[:, 0] == 90) & (params[:, 1] == 3) & (params[:, 2] == -1)][0]
+    rows, cols = np.nonzero(upright)
+    assert set(cols) == {9, 10} and np.all(upright[rows, cols] == -1.0)  # 3 px left of centre (y down)
+    diagonal = canvas[(params[:, 0] == 45) & (params[:, 1] == 0) & (params[:, 2] == 1)][0]
+    rows, cols = np.nonzero(diagonal)
+    np.testing.assert_allclose(np.corrcoef(rows, cols)[0, 1], 1.0, atol=0.05)
+
+
+def test_units_are_measured_at_their_preferred_orientation():
+    """A unit tuned to vertical bars is left out of the end-stopping numbers:
+    horizontal bars through it drive it by their ends alone."""
+    result = run(planted(level2_weight=1.0, vertical=True), None, seed=0, data={"layout": LAYOUT}, **FAST)
+    np.testing.assert_array_equal(result.arrays["preferred_orientation"], [0.0, 90.0])
+    np.testing.assert_array_equal(result.arrays["measured"], [True, False])
+    s = result.summary
+    assert s["units"] == 1 and s["units_responsive"] == 2, s
+    assert s["fraction_end_stopped_feedback"] == 1.0 and s["fraction_end_stopped_no_feedback"] == 0.0, s
+    # The vertical unit answers short horizontal bars more than long ones, feedback or not.
+    assert result.arrays["index_no_feedback"][1] > 1.2, result.arrays["index_no_feedback"]
+    assert s["fraction_end_stopped_no_feedback_all_orientations"] == 0.5, s
 
 
 def test_planted_feedback_gives_end_stopping_that_silencing_removes():
@@ -86,7 +127,7 @@ def test_result_round_trip_summary_and_figure(tmp_path):
         np.testing.assert_array_equal(back.arrays[name], array)
     module = EXPERIMENTS["end_stopping"]
     lines = module.summary({"planted": [back, back]})
-    assert lines[2].startswith("| planted | 2 | 1 | 100 % ± 0 | 0 % ± 0 |")
+    assert lines[2].startswith("| planted | 2 | 2 / 2 | 100 % ± 0 | 0 % ± 0 |"), lines[2]
     plots.save(module.figure({"planted": [back]}), tmp_path / "es.png")
     image = imread(tmp_path / "es.png")
     assert image.shape[0] > 200 and float(image[..., :3].std()) > 0.05
