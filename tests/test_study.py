@@ -442,5 +442,7 @@ def test_unsupervised_study_mistakes_name_the_key(tmp_path, old, new, message):
 
 def test_the_vae_mnist_study_is_a_valid_plan():
     plan = load_study(ROOT / "studies" / "vae_mnist.toml")
-    assert [r.label for r in plan.rules] == ["vae", "iwae_k5"] and plan.data["binarize"] == "dynamic"
+    assert [r.label for r in plan.rules] == ["vae", "iwae_k5", "wake_sleep", "rws_k5"]
+    assert [r.rule for r in plan.rules] == ["elbo", "elbo", "reweighted_wake_sleep", "reweighted_wake_sleep"]
+    assert plan.data["binarize"] == "dynamic"
     assert plan.model.sizes == (784, 200, 200, 50) and plan.model.areas[-1].stochastic
