@@ -1,205 +1,52 @@
-"""The generative part of a study report: what the variational models of a study
-learned, read back from their final checkpoints (docs/studies.md, "Generative studies").
+"""The generative part of a study report: the Markdown section and figures on what
+the variational models of a study learned (docs/studies.md, "Generative studies").
 
-For every rule label whose rule is variational (``elbo``), each complete run's
-hierarchy is rebuilt from the plan in ``study.json`` and the parameters of
-``LABEL/seedS.ckpt.npz``; encoding and decoding go through the model's own
-passes (``inference.variational.forward`` with zero noise for posterior means,
-``inference.variational.decode`` for the generative path). Written to
+The models and their numbers come from ``trained_models`` (each complete run
+rebuilt from its final checkpoint; slow numbers cached per run). Written to
 ``OUT/report/generative/``, for the first complete seed of each label: samples
 from the prior, reconstructions of held-out images, latent traversals of the
 top area and its KL per unit; and for the study: a table of the bound, the
 importance-weighted test log-likelihood (``outputs.log_likelihood``), and, on
 data with ground-truth factors (``shapes``), MIG, the β-VAE metric and DCI per
 label, with ``disentanglement_vs_beta.png`` when the labels differ in β.
-
-The slow numbers are cached per run in ``LABEL/seedS.generative.json`` beside
-the checkpoint, keyed by their settings and by the checkpoint's size and
-modification time, so running the report again costs only the figures.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import plots
-from .analysis.disentanglement import active_units, beta_vae_score, dci, mig
+from .analysis.disentanglement import active_units
 from .analysis.learning_curves import mean_and_sd
-from .checkpoint import load_checkpoint
-from .data import binarize, load
-from .data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
 from .errors import CortexsimError
-from .hierarchy import Hierarchy, build
-from .inference import feedforward, log_likelihood_estimate
-from .inference.variational import decode, forward, sigmoid, stochastic_areas, top_prior
-from .rules import RULES
-from .runs import checkpoint_path
+from .hierarchy import Hierarchy
+from .inference.variational import top_prior
+from .report_options import DISENTANGLEMENT_DEFAULTS, LOG_LIKELIHOOD_DEFAULTS
+from .trained_models import (
+    FACTOR_DATASETS,
+    FACTOR_SEED,
+    cached,
+    decoded_means,
+    disentanglement,
+    held_out,
+    log_likelihood,
+    posterior,
+    restore,
+    study_dataset,
+    variational_labels,
+)
 
-__all__ = [
-    "DISENTANGLEMENT_DEFAULTS", "LOG_LIKELIHOOD_DEFAULTS", "generative_sections", "held_out",
-    "log_likelihood_rows", "posterior", "posterior_means", "restore", "variational_labels",
-]
+__all__ = ["generative_sections"]
 
-LOG_LIKELIHOOD_DEFAULTS = {"k": 5000, "images": 1000}  # images = 0: the whole test set
-DISENTANGLEMENT_DEFAULTS = {"images": 5000, "train_votes": 1000, "test_votes": 500, "pairs": 64}
-FACTOR_DATASETS = ("shapes",)  # datasets whose factors can be rendered on demand
-FACTOR_SEED = 1                # seed of the shapes sample the codes are scored on
 SAMPLES, RECONSTRUCTED, TRAVERSED = 64, 10, 10
 TRAVERSAL = np.linspace(-3.0, 3.0, 9)  # prior standard deviations from the prior mean
 KL_IMAGES = 2000               # held-out images for the KL per unit and active units
-_ROWS = 1000                   # images per encoder pass
-
-
-def log_likelihood_rows(n_features: int) -> int:
-    """Rows (images x samples) per pass of the log-likelihood estimate: about 64 MB of input."""
-    return max(1000, 16_000_000 // int(n_features))
-
-
-def variational_labels(study: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The plan's rule entries whose rule is variational, by label (study order)."""
-    rules = study.get("plan", {}).get("rules", [])
-    return {r["label"]: r for r in rules
-            if getattr(RULES.get(r.get("rule")), "mode", None) == "variational"}
-
-
-def _settings(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("label", "rule", "optimizer")}
-
-
-def restore(out: Path, study: dict[str, Any], label: str, seed: int) -> tuple[Hierarchy, Any]:
-    """The trained hierarchy (NumPy) and a fresh rule object of one run, from its checkpoint."""
-    plan = study["plan"]
-    entry = variational_labels(study)[label]
-    rule = RULES[entry["rule"]](**_settings(entry))
-    hierarchy = build(plan["model"], backend="numpy", dtype=plan["schedule"]["dtype"], seed=seed)
-    state, _ = load_checkpoint(checkpoint_path(out / label / f"seed{seed}.h5"))
-    hierarchy.load_parameters(state["parameters"])
-    return hierarchy, rule
-
-
-def _dataset(data: dict[str, Any]) -> Any:
-    """The study's dataset, loaded as the runner loads it (``data.n``, ``data.layout``)."""
-    extra = {key: data[key] for key in ("n", "layout") if key in data}
-    return load(data["name"], data_dir=data.get("data_dir"), **extra)
-
-
-def held_out(data: dict[str, Any], seed: int, dataset: Any = None) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The test images a run was evaluated on (binarized as the runner does: one
-    static sample with ``seed + 2``) and the image shape."""
-    dataset = dataset if dataset is not None else _dataset(data)
-    x = dataset.x_test
-    mode = data.get("binarize")
-    if mode is not None:
-        x = binarize(x, "static" if mode == "dynamic" else mode, seed=seed + 2)
-    return x, tuple(dataset.image_shape)
-
-
-def posterior(hierarchy: Hierarchy, rule: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Posterior means of the top area and what comes with them, from ``forward``
-    with zero noise (every stochastic area at its posterior mean).
-
-    Returns ``mean``, ``logvar`` (N, n_L), ``kl`` (N, n_L): the closed-form KL of
-    each unit to the top prior, and ``reconstruction`` (N, n_0): the mean of
-    ``p(x | z)`` at the posterior means.
-    """
-    be = hierarchy.backend
-    top = len(hierarchy.areas) - 1
-    parts: dict[str, list[np.ndarray]] = {"mean": [], "logvar": [], "kl": [], "reconstruction": []}
-    for start in range(0, x.shape[0], _ROWS):
-        rows = be.asarray(x[start:start + _ROWS])
-        noise = [be.zeros((rows.shape[0], a.size)) if flag else None
-                 for a, flag in zip(hierarchy.areas, stochastic_areas(hierarchy))]
-        p = forward(hierarchy, rows, noise, posterior=rule.posterior, likelihood=rule.likelihood,
-                    analytic_kl=True)
-        out = sigmoid(be.xp, p.out) if rule.likelihood == "bernoulli" else p.out
-        for key, value in (("mean", p.q_mean[top]), ("logvar", p.q_logvar[top]),
-                           ("kl", p.kl[top]), ("reconstruction", out)):
-            parts[key].append(np.asarray(be.to_numpy(value), dtype=np.float64))
-    return {key: np.concatenate(value) for key, value in parts.items()}
-
-
-def posterior_means(hierarchy: Hierarchy, x: np.ndarray) -> np.ndarray:
-    """Posterior means of the top area (N, n_L) for many images: the feedforward
-    sweep of a variational model (docs/math.md, "Variational areas"), without
-    the decoder pass and likelihood that :func:`posterior` also computes."""
-    be = hierarchy.backend
-    return np.concatenate([
-        np.array(be.to_numpy(feedforward(hierarchy, be.asarray(x[start:start + _ROWS])).h[-1]),
-                 dtype=np.float64)
-        for start in range(0, x.shape[0], _ROWS)
-    ])
-
-
-def _decode(hierarchy: Hierarchy, rule: Any, z: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Decoded means for top codes ``z``; lower stochastic areas sampled from their
-    priors with ``rng``, or at their prior means without it."""
-    be = hierarchy.backend
-    noise = None
-    if rng is not None:
-        noise = [be.asarray(rng.standard_normal((z.shape[0], a.size))) if flag else None
-                 for a, flag in zip(hierarchy.areas, stochastic_areas(hierarchy))]
-    return np.asarray(be.to_numpy(decode(hierarchy, z, noise, likelihood=rule.likelihood)))
-
-
-# -- cache ----------------------------------------------------------------------------
-def _cached(out: Path, label: str, seed: int, key: str, settings: dict[str, Any],
-            compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per checkpoint and settings, kept in ``LABEL/seedS.generative.json``."""
-    stat = checkpoint_path(out / label / f"seed{seed}.h5").stat()
-    checkpoint = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    path = out / label / f"seed{seed}.generative.json"
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if cache.get("checkpoint") != checkpoint:
-        cache = {"checkpoint": checkpoint}
-    entry = cache.get(key)
-    if isinstance(entry, dict) and entry.get("settings") == settings:
-        return entry["value"]
-    value = compute()
-    cache[key] = {"settings": settings, "value": value}
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(cache, indent=1))
-    os.replace(temporary, path)
-    return value
-
-
-# -- numbers ---------------------------------------------------------------------------
-def _log_likelihood(hierarchy: Hierarchy, rule: Any, x: np.ndarray, k: int, seed: int) -> float:
-    estimate = log_likelihood_estimate(hierarchy, x, k=k, likelihood=rule.likelihood,
-                                       posterior=rule.posterior, seed=seed,
-                                       rows=log_likelihood_rows(x.shape[1]))
-    return float(np.mean(estimate))
-
-
-def _render(classes: np.ndarray) -> np.ndarray:
-    values = factor_values(classes)
-    images = render(classes[:, 0], *values[:, 1:].T)
-    return images.reshape(len(classes), -1).astype(np.float32)
-
-
-def _disentanglement(hierarchy: Hierarchy, rule: Any, settings: dict[str, int]) -> dict[str, float]:
-    def encode(images: np.ndarray) -> np.ndarray:
-        return posterior_means(hierarchy, images)
-
-    sample = load_shapes(n=settings["images"], seed=FACTOR_SEED)
-    codes = encode(sample.images)
-    result = dci(codes, sample.classes)
-    return {
-        "MIG": mig(codes, sample.classes),
-        "beta_vae": beta_vae_score(encode, _render, FACTOR_SIZES, pairs=settings["pairs"],
-                                   n_train=settings["train_votes"], n_test=settings["test_votes"]),
-        "D": result.disentanglement, "C": result.completeness, "I": result.informativeness,
-    }
 
 
 # -- markdown helpers -------------------------------------------------------------------
@@ -223,7 +70,7 @@ def _figures(folder: Path, label: str, seed: int, hierarchy: Hierarchy, rule: An
     rng = np.random.default_rng(seed)
     z = mean + sd * rng.standard_normal((SAMPLES, top.size))
     figures = [("samples", "samples from the prior",
-                plots.samples_grid(_decode(hierarchy, rule, z, rng), shape, columns=8,
+                plots.samples_grid(decoded_means(hierarchy, rule, z, rng), shape, columns=8,
                                    title=f"{label} (seed {seed}): samples from the prior"))]
     if post is not None and x is not None:
         kl = post["kl"].mean(axis=0)
@@ -234,7 +81,7 @@ def _figures(folder: Path, label: str, seed: int, hierarchy: Hierarchy, rule: An
         for unit in units:
             codes = base.copy()
             codes[:, unit] = mean + sd * TRAVERSAL
-            rows.append(_decode(hierarchy, rule, codes))
+            rows.append(decoded_means(hierarchy, rule, codes))
         figures += [
             ("reconstructions", "reconstructions of held-out images",
              plots.reconstructions(x[:RECONSTRUCTED], post["reconstruction"][:RECONSTRUCTED], shape,
@@ -273,7 +120,7 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
         stale.unlink()
     notes: list[str] = []
     try:
-        dataset = _dataset(plan["data"])
+        dataset = study_dataset(plan["data"])
     except CortexsimError as exc:
         dataset = None
         notes.append(f"- Held-out images unavailable ({exc}): no reconstructions, traversals, "
@@ -306,11 +153,11 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
                 if ll is not None:
                     n = ll["images"] or x.shape[0]
                     settings = {"k": ll["k"], "images": n, "seed": seed}
-                    compute = functools.partial(_log_likelihood, hierarchy, rule, x[:n], ll["k"], seed)
-                    stats["ll"].append(_cached(out, label, seed, "log_likelihood", settings, compute))
+                    compute = functools.partial(log_likelihood, hierarchy, rule, x[:n], ll["k"], seed)
+                    stats["ll"].append(cached(out, label, seed, "log_likelihood", settings, compute))
             if dis is not None:
-                compute = functools.partial(_disentanglement, hierarchy, rule, dis)
-                stats["dis"].append(_cached(out, label, seed, "disentanglement", dis, compute))
+                compute = functools.partial(disentanglement, hierarchy, rule, dis)
+                stats["dis"].append(cached(out, label, seed, "disentanglement", dis, compute))
             if not drawn:
                 figure_lines += [f"#### `{label}` (seed {seed})", ""]
                 figure_lines += _figures(folder, label, seed, hierarchy, rule, x, shape, post)
@@ -377,7 +224,7 @@ def _how(ll: dict[str, int] | None, dis: dict[str, int] | None) -> list[str]:
         "### How the generative numbers were computed",
         "",
         "Each complete run's model is rebuilt from `study.json` and the parameters of its "
-        "checkpoint `LABEL/seedS.ckpt.npz` (`cortexsim.report_generative.restore`). Means ± sample "
+        "checkpoint `LABEL/seedS.ckpt.npz` (`cortexsim.trained_models.restore`). Means ± sample "
         "sd over complete seeds.",
         "",
         "- **Final test loss**: the last `test_loss` of the recording, the rule's negative bound "
@@ -397,7 +244,7 @@ def _how(ll: dict[str, int] | None, dis: dict[str, int] | None) -> list[str]:
             f"- **Test log-likelihood**: Burda et al.'s `L_k = log (1/k) sum_j p(x, z_j) / q(z_j | x)` "
             f"with k = {ll['k']} on the first {ll['images'] or 'all'} test images "
             "(`inference.log_likelihood_estimate`, noise seeded with the run's seed, "
-            "`rows = report_generative.log_likelihood_rows(n_pixels)`), averaged over images; "
+            "`rows = trained_models.log_likelihood_rows(n_pixels)`), averaged over images; "
             "set with `[outputs] log_likelihood = {k = ..., images = ...}`; cached in "
             "`LABEL/seedS.generative.json`.")
     if dis is not None:

@@ -23,6 +23,7 @@ from .inference import Relaxation
 from .optim import OPTIMIZERS
 from .overrides import apply_override
 from .probes import Probe
+from .report_options import REPORT_OPTIONS, report_options
 from .rules import RULES
 from .spec import HierarchySpec
 from .validation import check_choice, check_int, check_keys, check_number
@@ -161,49 +162,6 @@ def _schedule(table: Mapping[str, Any]) -> dict[str, Any]:
     return schedule
 
 
-# Report options of generative studies (docs/studies.md, "Generative studies"):
-# the keys each accepts and the least value of each; the defaults live with the
-# report (cortexsim/report_generative.py), which prints the values it used.
-_REPORT_OPTIONS = {
-    "log_likelihood": {"k": 1, "images": 0},
-    "disentanglement": {"images": 10, "train_votes": 10, "test_votes": 10, "pairs": 1},
-}
-
-
-def _report_options(outputs: Mapping[str, Any], rules: Sequence[RunSpec], dataset: Any) -> dict[str, Any]:
-    """``outputs.log_likelihood`` and ``outputs.disentanglement``: true (defaults),
-    false (off) or a table of the keys in ``_REPORT_OPTIONS``."""
-    options: dict[str, Any] = {}
-    for option, minimums in _REPORT_OPTIONS.items():
-        if option not in outputs:
-            continue
-        where = f"outputs.{option}"
-        value = outputs[option]
-        if isinstance(value, bool):
-            if value:
-                options[option] = {}
-            elif option == "disentanglement":
-                options[option] = False
-            continue
-        check_keys(value, tuple(minimums), where)
-        options[option] = {key: check_int(value[key], f"{where}.{key}", minimum=minimums[key])
-                           for key in value}
-    if options.get("disentanglement", False) is not False and dataset != "shapes":
-        raise ConfigurationError(
-            f"outputs.disentanglement: the scores need ground-truth factors rendered on demand, "
-            f"which only data.name = 'shapes' has, not {dataset!r}"
-        )
-    if options.get("log_likelihood") is not None:
-        for i, spec in enumerate(rules):
-            if getattr(RULES[spec.rule], "mode", None) != "variational":
-                raise ConfigurationError(
-                    f"outputs.log_likelihood: the importance-weighted log-likelihood needs a "
-                    f"variational model on every rule, but rules[{i}] ({spec.label!r}) is "
-                    f"{spec.rule!r}; use rule = 'elbo' or 'reweighted_wake_sleep', or leave log_likelihood out"
-                )
-    return options
-
-
 def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     merged = {"name": "adam", "lr": 1e-3} if base is None else dict(base)
     if "name" in table and base is not None and table["name"] != base["name"]:
@@ -315,7 +273,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
         if check is not None:  # the experiment's own checks against the model
             check(settings, hierarchy, f"experiments[{i}]")
     outputs = _table(document, "outputs")
-    check_keys(outputs, ("out", "report") + tuple(_REPORT_OPTIONS), "outputs")
+    check_keys(outputs, ("out", "report") + tuple(REPORT_OPTIONS), "outputs")
     if "out" in outputs and "out" in study:
         raise ConfigurationError("outputs.out: the output folder is given twice (also as study.out); keep one")
     out = outputs.get("out", study.get("out"))
@@ -324,7 +282,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     report = outputs.get("report", False)
     if not isinstance(report, bool):
         raise ConfigurationError(f"outputs.report: expected true or false, got {report!r}")
-    options = _report_options(outputs, rules, _table(document, "data").get("name", "digits"))
+    options = report_options(outputs, rules, _table(document, "data").get("name", "digits"))
     name = study.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"study.name: expected a name, got {name!r}")

@@ -15,7 +15,8 @@ import cortexsim as cs
 from cortexsim import plots
 from cortexsim.data import load
 from cortexsim.probes import Probe
-from cortexsim.report import compare_table, load_study, write_report
+from cortexsim.report import compare_table, write_report
+from cortexsim.study_folder import load_study
 
 SEEDS = (0, 1)
 EPOCHS = 3

@@ -19,8 +19,8 @@ from cortexsim.data import load
 from cortexsim.errors import ConfigurationError
 from cortexsim.inference import log_likelihood_estimate
 from cortexsim.inference.variational import decode, forward, sigmoid
-from cortexsim.report_generative import held_out, posterior, posterior_means
 from cortexsim.study import load_study
+from cortexsim.trained_models import held_out, posterior, posterior_means
 
 LABELS = ("beta1", "beta4")
 K, IMAGES, N = 20, 50, 500
@@ -143,17 +143,17 @@ def test_log_likelihood_equals_an_independent_recomputation(study):
 
 
 def test_cached_numbers_are_not_recomputed(study):
-    from cortexsim.report_generative import _cached
+    from cortexsim.trained_models import cached
 
     def fail():
         raise AssertionError("recomputed despite the cache")
 
     settings = {"k": K, "images": IMAGES, "seed": 0}
-    cached = json.loads((study / "beta1" / "seed0.generative.json").read_text())
-    assert _cached(study, "beta1", 0, "log_likelihood", settings, fail) == cached["log_likelihood"]["value"]
-    assert set(cached["disentanglement"]["value"]) == {"MIG", "beta_vae", "D", "C", "I"}
+    stored = json.loads((study / "beta1" / "seed0.generative.json").read_text())
+    assert cached(study, "beta1", 0, "log_likelihood", settings, fail) == stored["log_likelihood"]["value"]
+    assert set(stored["disentanglement"]["value"]) == {"MIG", "beta_vae", "D", "C", "I"}
     calls = []
-    value = _cached(study, "beta1", 0, "log_likelihood", {**settings, "k": K + 1}, lambda: calls.append(1) or 1.5)
+    value = cached(study, "beta1", 0, "log_likelihood", {**settings, "k": K + 1}, lambda: calls.append(1) or 1.5)
     assert value == 1.5 and calls == [1]  # other settings: computed again
 
 
