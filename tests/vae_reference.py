@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from conftest import np_act
+from conftest import build64, np_act
 from scipy.special import logsumexp
+
+from cortexsim import AreaSpec, HierarchySpec
 
 
 def log_normal(z, mean, var):
@@ -88,3 +90,58 @@ def negative_bound(spec, P, x, noise, *, posterior="bottom_up", likelihood="bern
     grid = logw.reshape(samples, k, B)
     bound = logsumexp(grid, axis=1) - math.log(k)
     return -bound.mean()
+
+
+# -- small models and data shared by the variational tests ------------------------------------
+
+def one_level_spec(sizes=(5, 4, 3)):
+    """x - tanh h - stochastic z."""
+    x, h, z = sizes
+    return HierarchySpec(areas=(
+        AreaSpec("x", x),
+        AreaSpec("h", h, activation="tanh", feedback_activation="tanh"),
+        AreaSpec("z", z, activation="linear", stochastic=True),
+    ))
+
+
+def two_level_spec(sizes=(5, 4, 3, 3, 2), top_prior=None, x_precision=1.0):
+    """x - tanh h1 - stochastic z1 - sigmoid/tanh h2 - stochastic z2 (with ``top_prior``)."""
+    x, h1, z1, h2, z2 = sizes
+    return HierarchySpec(areas=(
+        AreaSpec("x", x, precision=x_precision),
+        AreaSpec("h1", h1, activation="tanh", feedback_activation="tanh"),
+        AreaSpec("z1", z1, activation="linear", stochastic=True),
+        AreaSpec("h2", h2, activation="sigmoid", feedback_activation="tanh"),
+        AreaSpec("z2", z2, activation="linear", stochastic=True, prior=top_prior),
+    ))
+
+
+PCA_TRAIN, PCA_SINGULAR, PCA_NOISE = 2000, (4.0, 3.0, 2.0), 0.5
+
+
+def pca_data():
+    """Probabilistic-PCA data in 10 dimensions: a 3-dimensional signal (singular
+    values ``PCA_SINGULAR``) plus isotropic noise of sd ``PCA_NOISE``; returns
+    (x (PCA_TRAIN, 10), the top three eigenvectors of its covariance (10, 3))."""
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(10, 10)))[0][:, :3]
+    x = rng.normal(size=(PCA_TRAIN, 3)) @ (np.diag(PCA_SINGULAR) @ basis.T) + rng.normal(size=10)
+    x += PCA_NOISE * rng.normal(size=x.shape)
+    _, vec = np.linalg.eigh(np.cov(x.T, bias=True))
+    return x, vec[:, ::-1][:, :3]
+
+
+def randomized(spec, backend_name, seed=3, scale=0.3):
+    """A float64 hierarchy of ``spec`` with every parameter drawn N(0, scale^2); (hierarchy, parameters)."""
+    h = build64(spec, backend_name, seed=seed)
+    rng = np.random.default_rng(seed)
+    params = {k: rng.normal(0.0, scale, size=v.shape) for k, v in h.parameters_to_numpy().items()}
+    h.load_parameters(params)
+    return h, params
+
+
+def random_data(spec, likelihood, batch=3, seed=7):
+    """A batch for ``spec``'s data area: fair coin flips (Bernoulli) or standard normals."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, spec.areas[0].size)
+    return (rng.random(shape) < 0.5) * 1.0 if likelihood == "bernoulli" else rng.normal(size=shape)

@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 from conftest import build64, put, to_np
 from scipy.stats import multivariate_normal
-from vae_reference import kl_normal
+from vae_reference import PCA_NOISE, kl_normal, pca_data
 
 from cortexsim import Adam, AreaSpec, HierarchySpec, Scheduler
 from cortexsim.inference import log_likelihood_estimate
@@ -145,22 +145,10 @@ def test_the_iwae_estimate_converges_to_the_log_likelihood(backend_name):
     assert abs(gap[5000].mean()) < 0.01 and np.abs(gap[5000]).max() < 0.2, gap[5000]
 
 
-N_TRAIN, SINGULAR, NOISE = 2000, (4.0, 3.0, 2.0), 0.5
-
-
-def pca_data():
-    rng = np.random.default_rng(1)
-    basis = np.linalg.qr(rng.normal(size=(10, 10)))[0][:, :3]
-    x = rng.normal(size=(N_TRAIN, 3)) @ (np.diag(SINGULAR) @ basis.T) + rng.normal(size=10)
-    x += NOISE * rng.normal(size=x.shape)
-    _, vec = np.linalg.eigh(np.cov(x.T, bias=True))
-    return x, vec[:, ::-1][:, :3]
-
-
 def test_training_finds_the_principal_subspace(backend_name):
     x, U = pca_data()
     spec = HierarchySpec(areas=(
-        AreaSpec("x", 10, precision=1.0 / NOISE**2),
+        AreaSpec("x", 10, precision=1.0 / PCA_NOISE**2),
         AreaSpec("z", 3, activation="linear", stochastic=True),
     ))
     h = build64(spec, backend_name, seed=1)

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import build64, central_difference, put, rel_err, to_np
-from vae_reference import draw_noise, negative_bound
+from vae_reference import (
+    draw_noise,
+    negative_bound,
+    one_level_spec,
+    random_data,
+    randomized,
+    two_level_spec,
+)
 
 from cortexsim import Adam, AreaSpec, ConfigurationError, HierarchySpec, Prior, Scheduler, build
 from cortexsim.data import binarize, load
@@ -20,21 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_level():
-    return HierarchySpec(areas=(
-        AreaSpec("x", 5),
-        AreaSpec("h", 4, activation="tanh", feedback_activation="tanh"),
-        AreaSpec("z", 3, activation="linear", stochastic=True),
-    ))
+    return one_level_spec((5, 4, 3))
 
 
 def two_level(top_prior=None, x_precision=1.0):
-    return HierarchySpec(areas=(
-        AreaSpec("x", 5, precision=x_precision),
-        AreaSpec("h1", 4, activation="tanh", feedback_activation="tanh"),
-        AreaSpec("z1", 3, activation="linear", stochastic=True),
-        AreaSpec("h2", 3, activation="sigmoid", feedback_activation="tanh"),
-        AreaSpec("z2", 2, activation="linear", stochastic=True, prior=top_prior),
-    ))
+    return two_level_spec((5, 4, 3, 3, 2), top_prior, x_precision)
 
 
 def three_level():
@@ -45,20 +42,6 @@ def three_level():
         AreaSpec("z2", 3, activation="tanh", feedback_activation="tanh", stochastic=True),
         AreaSpec("z3", 2, activation="linear", stochastic=True),
     ))
-
-
-def randomized(spec, backend_name, seed=3, scale=0.3):
-    h = build64(spec, backend_name, seed=seed)
-    rng = np.random.default_rng(seed)
-    params = {k: rng.normal(0.0, scale, size=v.shape) for k, v in h.parameters_to_numpy().items()}
-    h.load_parameters(params)
-    return h, params
-
-
-def data(spec, likelihood, batch=3, seed=7):
-    rng = np.random.default_rng(seed)
-    shape = (batch, spec.areas[0].size)
-    return (rng.random(shape) < 0.5) * 1.0 if likelihood == "bernoulli" else rng.normal(size=shape)
 
 
 CASES = {
@@ -82,7 +65,7 @@ def test_gradients_match_finite_differences_of_the_bound(backend_name, case):
     spec = make_spec()
     h, P = randomized(spec, backend_name)
     likelihood = options.get("likelihood", "bernoulli")
-    x = data(spec, likelihood)
+    x = random_data(spec, likelihood)
     rule = ELBO(seed=4, **options)
     saved = json.loads(json.dumps(rule.state_dict()))  # JSON-able, as checkpoints need
     state = rule.infer(h, put(h, x))
@@ -107,7 +90,7 @@ def test_gradients_match_finite_differences_of_the_bound(backend_name, case):
 def test_state_reports_the_terms_of_the_bound(backend_name):
     spec = two_level()
     h, P = randomized(spec, backend_name)
-    x = data(spec, "bernoulli", batch=4)
+    x = random_data(spec, "bernoulli", batch=4)
     rule = ELBO(beta=0.5, samples=3)
     saved = rule.state_dict()
     state = rule.infer(h, put(h, x))
@@ -131,7 +114,7 @@ def test_state_reports_the_terms_of_the_bound(backend_name):
 def test_kl_warmup_is_linear_in_batches():
     spec = one_level()
     h, _ = randomized(spec, "numpy")
-    x = put(h, data(spec, "bernoulli"))
+    x = put(h, random_data(spec, "bernoulli"))
     rule = ELBO(beta=2.0, warmup=4)
     seen = []
     for _ in range(6):

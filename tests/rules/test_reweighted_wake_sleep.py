@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 import scipy.linalg
 from conftest import build64, central_difference, np_act, put, rel_err, to_np
-from vae_reference import draw_noise, log_normal, negative_bound
+from vae_reference import (
+    PCA_NOISE,
+    draw_noise,
+    log_normal,
+    negative_bound,
+    one_level_spec,
+    pca_data,
+    random_data,
+    randomized,
+    two_level_spec,
+)
 
-from cortexsim import Adam, AreaSpec, ConfigurationError, HierarchySpec, Prior, Scheduler, build
+from cortexsim import Adam, AreaSpec, ConfigurationError, HierarchySpec, Prior, Scheduler
 from cortexsim.rules import ELBO, RULES, ReweightedWakeSleep, WakeSleep, make_rule
 
 ENCODER = ("W_ff", "b_ff", "W_ff_logvar", "b_ff_logvar")
@@ -21,41 +31,17 @@ DECODER = ("W_fb", "b_fb", "W_fb_logvar", "b_fb_logvar")
 
 
 def one_level():
-    return HierarchySpec(areas=(
-        AreaSpec("x", 6),
-        AreaSpec("h", 5, activation="tanh", feedback_activation="tanh"),
-        AreaSpec("z", 3, activation="linear", stochastic=True),
-    ))
+    return one_level_spec((6, 5, 3))
 
 
 def two_level(top_prior=None, x_precision=1.0):
-    return HierarchySpec(areas=(
-        AreaSpec("x", 6, precision=x_precision),
-        AreaSpec("h1", 5, activation="tanh", feedback_activation="tanh"),
-        AreaSpec("z1", 4, activation="linear", stochastic=True),
-        AreaSpec("h2", 3, activation="sigmoid", feedback_activation="tanh"),
-        AreaSpec("z2", 2, activation="linear", stochastic=True, prior=top_prior),
-    ))
+    return two_level_spec((6, 5, 4, 3, 2), top_prior, x_precision)
 
 
 MODELS = {
     "one_level": one_level,
     "two_level": lambda: two_level(Prior("gaussian", 0.3, 0.8), x_precision=2.0),
 }
-
-
-def randomized(spec, backend_name, seed=3, scale=0.3):
-    h = build64(spec, backend_name, seed=seed)
-    rng = np.random.default_rng(seed)
-    params = {k: rng.normal(0.0, scale, size=v.shape) for k, v in h.parameters_to_numpy().items()}
-    h.load_parameters(params)
-    return h, params
-
-
-def data(spec, likelihood, batch=3, seed=7):
-    rng = np.random.default_rng(seed)
-    shape = (batch, spec.areas[0].size)
-    return (rng.random(shape) < 0.5) * 1.0 if likelihood == "bernoulli" else rng.normal(size=shape)
 
 
 def replayed(saved):
@@ -116,7 +102,7 @@ def np_dreams(spec, P, rows, rng, likelihood):
 def test_decoder_update_is_the_gradient_of_the_bound(backend_name, model, likelihood, k):
     spec = MODELS[model]()
     h, P = randomized(spec, backend_name)
-    x = data(spec, likelihood)
+    x = random_data(spec, likelihood)
     rule = ReweightedWakeSleep(likelihood=likelihood, k=k, seed=4)
     saved = json.loads(json.dumps(rule.state_dict()))
     state = rule.infer(h, put(h, x))
@@ -142,7 +128,7 @@ def test_decoder_update_is_the_gradient_of_the_bound(backend_name, model, likeli
 def test_wake_recognition_update_is_the_gradient_of_minus_log_q(backend_name, model, likelihood, k):
     spec = MODELS[model]()
     h, P = randomized(spec, backend_name)
-    x = data(spec, likelihood, batch=4)
+    x = random_data(spec, likelihood, batch=4)
     rule = ReweightedWakeSleep(likelihood=likelihood, k=k, recognition="wake", seed=5)
     state = rule.infer(h, put(h, x))
     grads = {key: to_np(h, g) for key, g in rule.gradients(h, state).items()}
@@ -167,7 +153,7 @@ def test_sleep_recognition_update_is_the_gradient_of_minus_log_q_at_the_dreams(
         backend_name, model, likelihood):
     spec = MODELS[model]()
     h, P = randomized(spec, backend_name)
-    x = data(spec, likelihood, batch=4)
+    x = random_data(spec, likelihood, batch=4)
     rule = ReweightedWakeSleep(likelihood=likelihood, recognition="sleep", sleep_samples=7, seed=6)
     state = rule.infer(h, put(h, x))
     after_infer = json.loads(json.dumps(rule.state_dict()))
@@ -188,7 +174,7 @@ def test_sleep_recognition_update_is_the_gradient_of_minus_log_q_at_the_dreams(
 def test_both_is_the_average_of_wake_and_sleep(backend_name):
     spec = MODELS["two_level"]()
     h, P = randomized(spec, backend_name)
-    x = put(h, data(spec, "bernoulli", batch=4))
+    x = put(h, random_data(spec, "bernoulli", batch=4))
     grads = {}
     for recognition in ("wake", "sleep", "both"):
         rule = ReweightedWakeSleep(k=2, recognition=recognition, seed=8)  # same noise for each
@@ -208,7 +194,7 @@ def test_at_k_1_the_wake_recognition_update_is_zero_in_expectation():
     update is noise around zero, with k > 1 the importance weights give it a direction."""
     spec = MODELS["two_level"]()
     h, _ = randomized(spec, "numpy")
-    x = put(h, np.tile(data(spec, "bernoulli", batch=1), (4000, 1)))  # one datum, many samples
+    x = put(h, np.tile(random_data(spec, "bernoulli", batch=1), (4000, 1)))  # one datum, many samples
     norms = {}
     for k in (1, 5):
         rule = ReweightedWakeSleep(k=k, recognition="wake", seed=0)
@@ -258,23 +244,11 @@ def test_bernoulli_dreams_have_the_models_pixel_probabilities(backend_name):
 
 # -- the science: probabilistic PCA -----------------------------------------------------------
 
-N_TRAIN, SINGULAR, NOISE = 2000, (4.0, 3.0, 2.0), 0.5  # as tests/inference/test_variational.py
-
-
-def pca_data():
-    rng = np.random.default_rng(1)
-    basis = np.linalg.qr(rng.normal(size=(10, 10)))[0][:, :3]
-    x = rng.normal(size=(N_TRAIN, 3)) @ (np.diag(SINGULAR) @ basis.T) + rng.normal(size=10)
-    x += NOISE * rng.normal(size=x.shape)
-    _, vec = np.linalg.eigh(np.cov(x.T, bias=True))
-    return x, vec[:, ::-1][:, :3]
-
-
 @pytest.mark.parametrize("k", [1, 5])
 def test_training_finds_the_principal_subspace(k):
     x, U = pca_data()
     spec = HierarchySpec(areas=(
-        AreaSpec("x", 10, precision=1.0 / NOISE**2),
+        AreaSpec("x", 10, precision=1.0 / PCA_NOISE**2),
         AreaSpec("z", 3, activation="linear", stochastic=True),
     ))
     h = build64(spec, "numpy", seed=1)
@@ -336,7 +310,7 @@ def test_gradients_need_the_rules_own_state():
 
 def test_a_checkpoint_continues_the_noise_stream_bit_identically():
     h, _ = randomized(two_level(), "numpy")
-    x = put(h, data(two_level(), "bernoulli", batch=4))
+    x = put(h, random_data(two_level(), "bernoulli", batch=4))
     first = ReweightedWakeSleep(k=2, sleep_samples=5, seed=3)
     first.gradients(h, first.infer(h, x))
     saved = json.loads(json.dumps(first.state_dict()))
