@@ -59,7 +59,7 @@ def _kl_terms(xp: Any, p: Pass, l: int, cb: Any) -> tuple[Any, Any, Any, Any, An
 
 
 def backward(
-    hierarchy: Hierarchy, p: Pass, weights: Any, beta: float
+    hierarchy: Hierarchy, p: Pass, weights: Any, beta: float, *, encoder: bool = True
 ) -> tuple[Gradients, list[Any]]:
     """Gradients of ``-sum_r weights_r log w_r`` for every encoder and decoder parameter.
 
@@ -71,14 +71,19 @@ def backward(
         The row weights ``c_r``.
     beta : float
         Weight of the KL terms in ``log w``.
+    encoder : bool
+        False stops after the decoder: only ``W_fb``, ``b_fb`` and the decoder's
+        log-variance heads (for rules that train the encoder otherwise).
 
     Returns
     -------
     gradients : dict
         Descent directions keyed (area, parameter), for ``W_ff``, ``b_ff``,
-        ``W_fb``, ``b_fb`` of every area and the log-variance heads.
+        ``W_fb``, ``b_fb`` of every area and the log-variance heads (the
+        decoder's alone with ``encoder=False``).
     encoder_errors : list of arrays
-        ``G_a[l]``, the loss gradient at each area's recognition pre-activation (rows, n_l).
+        ``G_a[l]``, the loss gradient at each area's recognition pre-activation
+        (rows, n_l); all None with ``encoder=False``.
     """
     be, xp = hierarchy.backend, hierarchy.backend.xp
     T = xp.matrix_transpose
@@ -131,6 +136,8 @@ def backward(
         g_below = g_pm[l]
 
     encoder_errors: list[Any] = list(none)
+    if not encoder:
+        return grads, encoder_errors
     g_h = None
     for l in range(top, 0, -1):  # the encoder, top-down
         area = areas[l]

@@ -95,7 +95,6 @@ from .local import Gradients
 __all__ = ["ReweightedWakeSleep", "RECOGNITION", "recognition_gradients"]
 
 RECOGNITION = ("sleep", "wake", "both")
-_DECODER = ("W_fb", "b_fb", "W_fb_logvar", "b_fb_logvar")
 
 
 def recognition_gradients(
@@ -249,8 +248,7 @@ class ReweightedWakeSleep(ELBO):
             )
         v = state.variational
         p, weights = v["pass"], v["weights"]
-        full, _ = backward(hierarchy, p, weights, 1.0)
-        grads: Gradients = {key: g for key, g in full.items() if key[1] in _DECODER}
+        grads, _ = backward(hierarchy, p, weights, 1.0, encoder=False)
         wake = sleep = None
         if self.recognition != "sleep":
             wake, pre_errors = recognition_gradients(hierarchy, p.x, p.z, weights)
