@@ -264,7 +264,10 @@ class ReweightedWakeSleep(ELBO):
         if wake is None or sleep is None:
             grads.update(wake if sleep is None else sleep)
         else:
-            grads.update({key: 0.5 * (wake[key] + sleep[key]) for key in wake})
+            for key, g in wake.items():  # the average, in place: these are the largest arrays
+                g += sleep[key]
+                g *= 0.5
+            grads.update(wake)
         self.batches += 1
         return grads
 
