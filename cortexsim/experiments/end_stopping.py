@@ -57,6 +57,7 @@ from ..data.module_patches import crop_width, stimulus_modules
 from ..errors import ConfigurationError
 from ..hierarchy import Hierarchy
 from ..inference import Relaxation, relax_generative
+from ..validation import check_int, check_number
 from .base import ExperimentResult
 
 TITLE = "End-stopping (Rao & Ballard 1999)"
@@ -169,6 +170,10 @@ def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> N
         raise ConfigurationError(f"{where}.area: no area {name!r} in the model") from None
     if level == 0 or level == len(hierarchy) - 1:
         raise ConfigurationError(f"{where}.area: {name!r} needs an area below and an area above it")
+    check_int(settings.get("orientations", 12), f"{where}.orientations", minimum=2)
+    tolerance = check_number(settings.get("tolerance", 15.0), f"{where}.tolerance")
+    if not 0.0 <= tolerance <= 90.0:
+        raise ConfigurationError(f"{where}.tolerance: degrees from horizontal, 0 .. 90, got {tolerance!r}")
 
 
 def run(

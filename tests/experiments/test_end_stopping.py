@@ -169,6 +169,12 @@ area = "levl1"
     text.write_text(text.read_text().replace('area = "levl1"', 'lenghts = [2, 4]'))
     with pytest.raises(ConfigurationError, match=r"experiments\[0\]\.lenghts: unknown key.*did you mean 'lengths'"):
         load_study(text)
+    for bad, message in (("orientations = 1", r"experiments\[0\]\.orientations"),
+                         ("tolerance = 120.0", r"experiments\[0\]\.tolerance: degrees from horizontal")):
+        text.write_text(text.read_text().replace("lenghts = [2, 4]", bad))
+        with pytest.raises(ConfigurationError, match=message):
+            load_study(text)
+        text.write_text(text.read_text().replace(bad, "lenghts = [2, 4]"))
 
 
 def test_a_study_runs_its_experiments_and_reports_them(tmp_path, capsys):
