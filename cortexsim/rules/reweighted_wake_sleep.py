@@ -92,13 +92,37 @@ from .elbo import ELBO
 from .elbo_backward import backward
 from .local import Gradients
 
-__all__ = ["ReweightedWakeSleep", "RECOGNITION", "recognition_gradients"]
+__all__ = ["ReweightedWakeSleep", "RECOGNITION", "recognition_gradients", "teacher_forced"]
 
 RECOGNITION = ("sleep", "wake", "both")
 
 
+def teacher_forced(hierarchy: Hierarchy, x: Any, samples: list[Any]) -> tuple[list[Any], ...]:
+    """The encoder on data rows ``x`` with every stochastic area's output set to
+    its given sample: per area the pre-activation ``a``, the output ``h`` (the
+    sample on stochastic areas, ``h[0] = x``), the mean ``f(a)`` and, on
+    stochastic areas, the log-variance head. A bottom-up ``Pass`` of
+    ``inference.variational.forward`` holds the same for its own samples."""
+    be = hierarchy.backend
+    areas = hierarchy.areas
+    top = len(areas) - 1
+    flags = stochastic_areas(hierarchy)
+    a, h, mean, logvar = [None] * (top + 1), [x] + [None] * top, [None] * (top + 1), [None] * (top + 1)
+    for l in range(1, top + 1):
+        area = areas[l]
+        a[l] = h[l - 1] @ area.W_ff + area.b_ff
+        mean[l] = area.activation(be, a[l])
+        if flags[l]:
+            logvar[l] = h[l - 1] @ area.W_ff_logvar + area.b_ff_logvar
+            h[l] = samples[l]
+        else:
+            h[l] = mean[l]
+    return a, h, mean, logvar
+
+
 def recognition_gradients(
-    hierarchy: Hierarchy, x: Any, samples: list[Any], weights: Any
+    hierarchy: Hierarchy, x: Any, samples: list[Any], weights: Any,
+    encoded: tuple[list[Any], ...] | None = None,
 ) -> tuple[Gradients, list[Any]]:
     """Encoder gradients of ``-sum_r weights_r log q(samples_r | inputs_r)``.
 
@@ -113,6 +137,9 @@ def recognition_gradients(
         stochastic area above.
     weights : array (rows,)
         The row weights ``c_r``.
+    encoded : tuple, optional
+        :func:`teacher_forced` of ``x`` and ``samples`` when the caller has it
+        already (the wake phase: the pass that drew the samples); computed otherwise.
 
     Returns
     -------
@@ -128,16 +155,7 @@ def recognition_gradients(
     top = len(areas) - 1
     flags = stochastic_areas(hierarchy)
     c = xp.reshape(weights, (-1, 1))
-    a, h, mean, logvar = [None] * (top + 1), [x] + [None] * top, [None] * (top + 1), [None] * (top + 1)
-    for l in range(1, top + 1):  # the encoder, teacher-forced at the stochastic areas
-        area = areas[l]
-        a[l] = h[l - 1] @ area.W_ff + area.b_ff
-        mean[l] = area.activation(be, a[l])
-        if flags[l]:
-            logvar[l] = h[l - 1] @ area.W_ff_logvar + area.b_ff_logvar
-            h[l] = samples[l]
-        else:
-            h[l] = mean[l]
+    a, h, mean, logvar = teacher_forced(hierarchy, x, samples) if encoded is None else encoded
     grads: Gradients = {}
     pre_errors: list[Any] = [None] * (top + 1)
     g_h = None  # loss gradient at h_l from the area above
@@ -251,7 +269,8 @@ class ReweightedWakeSleep(ELBO):
         grads, _ = backward(hierarchy, p, weights, 1.0, encoder=False)
         wake = sleep = None
         if self.recognition != "sleep":
-            wake, pre_errors = recognition_gradients(hierarchy, p.x, p.z, weights)
+            wake, pre_errors = recognition_gradients(hierarchy, p.x, p.z, weights,
+                                                     encoded=(p.a, p.h, p.mean, p.bu_logvar))
             for l, g in enumerate(pre_errors):
                 if g is not None:
                     state.errors[l] = g * (-float(v["batch"]))
