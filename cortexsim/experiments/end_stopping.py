@@ -138,6 +138,14 @@ def _silenced(hierarchy: Hierarchy, level: int) -> Iterator[None]:
         above.b_fb[...] = saved[1]
 
 
+def _stimuli(canvas: np.ndarray, layout: Mapping[str, Any], contrast: float) -> np.ndarray:
+    """Canvases through the training crops' filter and window, scaled so the
+    largest absolute value is ``contrast``."""
+    x = stimulus_modules(canvas, height=layout["height"], width=layout["width"], modules=layout["modules"],
+                         offset=layout["offset"], window=layout["window"], filter=layout["filter"])
+    return x * (contrast / np.abs(x).max())
+
+
 def _error_units(hierarchy: Hierarchy, x: Any, level: int, relaxation: Relaxation, units: slice) -> np.ndarray:
     be = hierarchy.backend
     relax_generative(hierarchy, x, relaxation)
@@ -238,11 +246,12 @@ def run(
     total = crop_width(layout["width"], layout["modules"], layout["offset"])
     lengths = np.asarray(sorted(int(v) for v in lengths))
     canvas, params = bars(layout["height"], total, lengths, thickness)
-    x = stimulus_modules(canvas, height=layout["height"], width=layout["width"], modules=layout["modules"],
-                         offset=layout["offset"], window=layout["window"], filter=layout["filter"])
-    x *= contrast / np.abs(x).max()
+    classical = layout["width"] if classical is None else int(classical)
+    angles = np.arange(orientations) * (180.0 / orientations)
+    offsets = np.arange(-(layout["height"] // 2) + 1, layout["height"] // 2)
+    tilted, _ = oriented_bars(layout["height"], total, classical, thickness, angles, offsets)
     be = hierarchy.backend
-    xb = be.asarray(x)
+    xb, xt = (be.asarray(_stimuli(images, layout, contrast)) for images in (canvas, tilted))
     per_module = spec.size // spec.modules
     middle = layout["modules"] // 2
     units = slice(middle * per_module, (middle + 1) * per_module)
@@ -251,15 +260,7 @@ def run(
     with_fb = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
     with _silenced(hierarchy, level):
         without = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
-    classical = layout["width"] if classical is None else int(classical)
-    angles = np.arange(orientations) * (180.0 / orientations)
-    offsets = np.arange(-(layout["height"] // 2) + 1, layout["height"] // 2)
-    tilted, _ = oriented_bars(layout["height"], total, classical, thickness, angles, offsets)
-    xt = stimulus_modules(tilted, height=layout["height"], width=layout["width"], modules=layout["modules"],
-                          offset=layout["offset"], window=layout["window"], filter=layout["filter"])
-    xt *= contrast / np.abs(xt).max()
-    with _silenced(hierarchy, level):
-        classical_responses = _error_units(hierarchy, be.asarray(xt), level, relaxation, units)
+        classical_responses = _error_units(hierarchy, xt, level, relaxation, units)
     tuning, preferred = preferred_orientation(classical_responses.reshape(len(angles), -1, per_module), angles)
     tuned = _off_horizontal(preferred) <= tolerance
     index_fb, surround_fb, curves_fb = _indices(with_fb, lengths, short_max, classical)
