@@ -5,7 +5,7 @@ of a long recording.
    predictive coding with T = 20 relaxation steps of size 0.1, Adam (lr 1e-4),
    batch 128, on random MNIST-shaped data (no download), trained for
    ``--epochs`` epochs of ``--batches`` batches. The recorded run is
-   ``cortexsim.runs.run_recorded(..., checkpoint_every=100)`` with an activity
+   ``cortexsim.sim.recorded.run_recorded(..., checkpoint_every=100)`` with an activity
    and an error probe (default ``samples=16``) on every latent area, taken every
    batch; the baseline is the same scheduler with ``scheduler.run()`` and a
    ``Checkpointer`` every 100 batches (and at epoch ends), so both runs write
@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 
 import cortexsim as cs
-from cortexsim.checkpoint import Checkpointer
-from cortexsim.probes import row_value
-from cortexsim.runs import run_recorded
+from cortexsim.sim.checkpoint import Checkpointer
+from cortexsim.sim.probes import row_value
+from cortexsim.sim.recorded import run_recorded
 
 SIZES = (784, 256, 256, 10)
 BATCH = 128
@@ -227,7 +227,7 @@ def applicable_probes(scheduler: cs.Scheduler) -> list[cs.Probe]:
     state = scheduler.rule.infer(hierarchy, x, y)
     gradients = scheduler.rule.gradients(hierarchy, state)
     reference = cs.Backprop(scheduler.rule.loss).gradients(hierarchy, state)
-    aligned = cs.probes.alignment(hierarchy, gradients, reference)
+    aligned = cs.sim.probes.alignment(hierarchy, gradients, reference)
     probes = []
     for probe in candidates:
         try:

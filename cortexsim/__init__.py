@@ -16,17 +16,18 @@ from .errors import (
     DivergenceError,
     FormatError,
 )
-from .hierarchy import Hierarchy, build
+from .model.hierarchy import Hierarchy, build
 from .inference import Relaxation, State, feedforward
 from .optim import SGD, Adam, Momentum, make_optimizer
-from .priors import Prior
-from .probes import Probe
-from .recording import Recorder, Recording
+from .model.priors import Prior
+from .sim.probes import Probe
+from .recording import Recording
+from .sim.recorder import Recorder
 from .recording import open_recording as open  # noqa: A001 - cortexsim.open(path), like h5py.File
 from .rules import ELBO, Backprop, PredictiveCoding, make_rule
-from .runs import run_recorded
-from .scheduler import Scheduler
-from .spec import AreaSpec, HierarchySpec
+from .sim.recorded import run_recorded
+from .sim.scheduler import Scheduler
+from .model.spec import AreaSpec, HierarchySpec
 
 
 __all__ = [

@@ -97,8 +97,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import run_study
-    from .study import load_study
+    from .study.runner import run_study
+    from .study.plan import load_study
 
     plan = load_study(args.study, overrides=args.set)
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     failed = [r for r in index["runs"] if r.get("status") != "complete"]
     if plan.report:
-        from .report import write_report
+        from .report.summary import write_report
 
         summary = write_report(out)
     if not args.quiet:
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report.summary import write_report
 
     path = write_report(args.run_dir)
     print(path)
@@ -137,7 +137,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .report import compare_table
+    from .report.summary import compare_table
 
     print(compare_table(args.run_dirs))
     return 0

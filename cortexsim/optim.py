@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from .errors import ConfigurationError, did_you_mean
-from .hierarchy import Hierarchy, ParameterKey
+from .model.hierarchy import Hierarchy, ParameterKey
 from .validation import check_number
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer"]
@@ -51,7 +51,7 @@ class Optimizer:
             area_name, parameter = key
             if self.weight_decay and parameter.startswith("W"):
                 grad = grad + self.weight_decay * getattr(hierarchy[area_name], parameter)
-            grad = hierarchy.project(key, grad)  # modular wiring (cortexsim.wiring)
+            grad = hierarchy.project(key, grad)  # modular wiring (cortexsim.model.wiring)
             self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad)
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import np_act, to_np
 from cortexsim import ConfigurationError, get_backend
-from cortexsim.nonlinear import ACTIVATIONS, get_activation
+from cortexsim.model.nonlinear import ACTIVATIONS, get_activation
 
 NAMES = ("linear", "tanh", "sigmoid", "relu", "gelu")
 

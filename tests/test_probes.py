@@ -11,7 +11,7 @@ import pytest
 
 from conftest import build64
 from cortexsim import ConfigurationError, HierarchySpec, Probe
-from cortexsim.probes import METRICS, QUANTITIES, alignment, dims, row_shape, row_value
+from cortexsim.sim.probes import METRICS, QUANTITIES, alignment, dims, row_shape, row_value
 
 SPEC = HierarchySpec.from_sizes([6, 5, 4, 3])
 RECOGNITION = [(a, p) for a in ("area1", "area2", "area3") for p in ("W_ff", "b_ff")]

@@ -14,9 +14,9 @@ from matplotlib.image import imread
 import cortexsim as cs
 from cortexsim import plots
 from cortexsim.data import load
-from cortexsim.probes import Probe
-from cortexsim.report import compare_table, write_report
-from cortexsim.study_folder import load_study
+from cortexsim.sim.probes import Probe
+from cortexsim.report.summary import compare_table, write_report
+from cortexsim.report.folder import load_study
 
 SEEDS = (0, 1)
 EPOCHS = 3

@@ -13,14 +13,14 @@ import pytest
 from matplotlib.image import imread
 
 import cortexsim as cs
-from cortexsim.checkpoint import load_checkpoint
+from cortexsim.sim.checkpoint import load_checkpoint
 from cortexsim.cli import main
 from cortexsim.data import load
 from cortexsim.errors import ConfigurationError
 from cortexsim.inference import log_likelihood_estimate
 from cortexsim.inference.variational import decode, forward, sigmoid
-from cortexsim.study import load_study
-from cortexsim.trained_models import held_out, posterior, posterior_means
+from cortexsim.study.plan import load_study
+from cortexsim.report.trained_models import held_out, posterior, posterior_means
 
 LABELS = ("beta1", "beta4")
 K, IMAGES, N = 20, 50, 500
@@ -143,7 +143,7 @@ def test_log_likelihood_equals_an_independent_recomputation(study):
 
 
 def test_cached_numbers_are_not_recomputed(study):
-    from cortexsim.trained_models import cached
+    from cortexsim.report.trained_models import cached
 
     def fail():
         raise AssertionError("recomputed despite the cache")
@@ -162,7 +162,7 @@ def test_cached_numbers_are_not_recomputed(study):
     ({"name": "shapes", "n": 40}, (64, 64)),
 ])
 def test_held_out_images_are_those_the_runner_evaluates(data, shape):
-    from cortexsim.runner import _data
+    from cortexsim.study.runner import _data
 
     data = {"validation": 0.1, "data_dir": None, "limit": 0, **data}
     x, found = held_out(data, seed=3)

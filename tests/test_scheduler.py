@@ -16,7 +16,7 @@ from cortexsim import (
     Relaxation,
     Scheduler,
 )
-from cortexsim.scheduler import SLOTS
+from cortexsim.sim.scheduler import SLOTS
 
 SPEC = HierarchySpec.from_sizes([5, 4, 3])
 

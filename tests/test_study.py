@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cortexsim import ConfigurationError, CortexsimError
 from cortexsim.cli import main
-from cortexsim.study import load_study
+from cortexsim.study.plan import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "studies" / "quickstart.toml"
@@ -173,7 +173,7 @@ def test_cli_resume_continues_a_killed_run_bit_identically(tmp_path):
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
     # Turn the finished pc run back into one killed after its first epoch's checkpoint.
     import cortexsim as cs
-    from cortexsim.checkpoint import load_checkpoint, save_checkpoint
+    from cortexsim.sim.checkpoint import load_checkpoint, save_checkpoint
     from cortexsim.recording.writer import _rewrite, partial_path
 
     recording = out / "pc" / "seed0.h5"

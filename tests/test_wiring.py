@@ -8,7 +8,7 @@ import cortexsim as cs
 from cortexsim import ConfigurationError
 from cortexsim.inference import Relaxation
 from cortexsim.rules import PredictiveCoding
-from cortexsim.wiring import project_gradient, structure_initial
+from cortexsim.model.wiring import project_gradient, structure_initial
 
 MODEL = {
     "areas": [
@@ -97,10 +97,10 @@ def test_training_keeps_modules_shared(backend_name, optimizer):
 def test_modules_must_divide_both_areas():
     bad = {"areas": [{"name": "x", "size": 10}, {"name": "m", "size": 6, "modules": 3}]}
     with pytest.raises(ConfigurationError, match=r"model\.areas\[1\]\.modules: the 10 units below cannot be split into 3"):
-        cs.spec.HierarchySpec.from_dict(bad)
+        cs.HierarchySpec.from_dict(bad)
     bad = {"areas": [{"name": "x", "size": 9}, {"name": "m", "size": 5, "modules": 3}]}
     with pytest.raises(ConfigurationError, match=r"modules: 5 units cannot be split into 3 equal modules"):
-        cs.spec.HierarchySpec.from_dict(bad)
+        cs.HierarchySpec.from_dict(bad)
 
 
 def test_projection_leaves_the_rules_gradient_untouched():

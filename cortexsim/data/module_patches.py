@@ -8,7 +8,7 @@ from a filtered photograph (``cortexsim.data.patches``), split into the
 ``modules`` windowed patches, and the patches are laid end to end: one row of
 ``modules * height * width`` values, module ``i`` at columns
 ``i * height * width .. (i + 1) * height * width``, which is what an area with
-``modules`` modules expects (``cortexsim.wiring``).
+``modules`` modules expects (``cortexsim.model.wiring``).
 
 We keep the photographs' global scale (each filtered photograph has unit
 variance) instead of normalising every crop, so that stimuli made by hand

@@ -55,7 +55,7 @@ import numpy as np
 
 from ..data.module_patches import crop_width, stimulus_modules
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import Relaxation, relax_generative
 from ..validation import check_int, check_number
 from .base import ExperimentResult

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..data import load
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy, build
+from ..model.hierarchy import Hierarchy, build
 from ..inference import Relaxation, feedforward, relax_generative
 from ..inference.predictive_coding import INITS
 from ..optim import SGD
@@ -264,7 +264,8 @@ def run(
     control : bool
         Also run the sequence with both mechanisms off.
     """
-    if getattr(rule, "mode", None) != "generative":
+    capabilities = rule.capabilities
+    if not (capabilities.relaxes and capabilities.setting == "generative"):
         raise ConfigurationError(
             "oddball: needs generative predictive coding (rule = \"predictive_coding\", "
             f"mode = \"generative\"), got {rule!r}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..analysis.gabor import fit_gabors, fraction_well_fit, frequency_spread, orientation_spread
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from .base import ExperimentResult
 
 TITLE = "Receptive fields"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from .state import Sweep
 
 __all__ = ["feedforward"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..validation import check_choice, check_int
 from .variational import LIKELIHOODS, POSTERIORS, forward, log_weights, stochastic_areas
 

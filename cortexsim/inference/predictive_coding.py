@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
-from ..losses import Loss
-from ..priors import Prior
+from ..model.hierarchy import Hierarchy
+from ..model.losses import Loss
+from ..model.priors import Prior
 from ..validation import check_choice, check_int, check_number
 from .amortized import feedforward
 from .state import State

@@ -1,13 +1,13 @@
-"""Recordings: probes streamed to a versioned, crash-safe HDF5 file
-(docs/format.md), and the reader that opens them."""
+"""The recording file format alone (docs/format.md): its schema, the writer
+that streams rows into a versioned, crash-safe HDF5 file, and the reader that
+opens it. It knows nothing of models or rules; the recorder that fills it
+lives beside the simulator (``cortexsim.sim.recorder``)."""
 
 from .reader import ProbeData, Recording, open_recording
-from .recorder import Recorder
 from .schema import FORMAT, FORMAT_VERSION
 from .writer import RecordingWriter, partial_path
 
 __all__ = [
-    "Recorder",
     "Recording",
     "ProbeData",
     "open_recording",

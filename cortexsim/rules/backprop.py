@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
-from ..losses import Loss, get_loss
+from ..model.losses import Loss, get_loss
+from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
 __all__ = ["Backprop", "backward", "output_error", "hidden_error"]
@@ -88,7 +89,8 @@ def backward(
     return errors, value
 
 
-class Backprop:
+@register("backprop")
+class Backprop(Rule):
     """Exact gradient descent on the loss through the recognition weights.
 
     Parameters
@@ -98,6 +100,11 @@ class Backprop:
     """
 
     name = "backprop"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Supervised; one feedforward sweep; updates recognition weights."""
+        return Capabilities(supervised=True, inference="sweep", setting="discriminative")
 
     def __init__(self, loss: str = "mse") -> None:
         self.loss = get_loss(loss, "rule.loss")

@@ -36,21 +36,22 @@ host generator.
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep
 from ..validation import check_number
 from .local import Gradients
+from .base import register
 from .target_prop import _TargetRule
 
 __all__ = ["DDTPLinear"]
 
 
+@register("ddtp_linear")
 class DDTPLinear(_TargetRule):
     """Direct difference target propagation with linear direct feedback
     (DDTP-linear of Meulemans et al. 2020), feedback trained by the
@@ -94,14 +95,14 @@ class DDTPLinear(_TargetRule):
     ) -> None:
         super().__init__(loss, top_step, noise, seed, positive_noise=True)
         self.scale = check_number(scale, "rule.scale", positive=True)
-        self._ready: weakref.WeakSet[Hierarchy] = weakref.WeakSet()
+        self._prepared_for: Hierarchy | None = None  # the hierarchy whose areas hold Q_fb
 
     def direct_feedback(self, hierarchy: Hierarchy) -> list[Any]:
         """``Q_l`` (n_L, n_l) on the backend for ``1 <= l < L`` (None elsewhere),
         created on the areas at first use."""
         top = len(hierarchy.areas) - 1
         n_top = hierarchy.areas[top].size
-        if hierarchy not in self._ready:
+        if self._prepared_for is not hierarchy:
             for l in range(1, top):
                 area = hierarchy.areas[l]
                 existing = getattr(area, "Q_fb", None)
@@ -112,7 +113,7 @@ class DDTPLinear(_TargetRule):
                 area.add_parameter(
                     "Q_fb", hierarchy.backend.asarray(rng.uniform(-limit, limit, size=(n_top, area.size)))
                 )
-            self._ready.add(hierarchy)
+            self._prepared_for = hierarchy
         return [None] + [hierarchy.areas[l].Q_fb for l in range(1, top)] + [None]
 
     def prepare(self, hierarchy: Hierarchy) -> None:

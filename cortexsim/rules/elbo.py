@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep
 from ..inference.importance import log_likelihood_estimate
 from ..inference.variational import (
@@ -77,12 +77,14 @@ from ..inference.variational import (
 )
 from ..validation import check_choice, check_int, check_number
 from .elbo_backward import backward
+from .base import Capabilities, Rule, register
 from .local import Gradients
 
 __all__ = ["ELBO"]
 
 
-class ELBO:
+@register("elbo")
+class ELBO(Rule):
     """Descend the negative (importance-weighted) evidence lower bound.
 
     Parameters
@@ -110,8 +112,12 @@ class ELBO:
     """
 
     name = "elbo"
-    mode = "variational"
-    supervised = False  # learns a generative model of x alone
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unsupervised; sampled latents; the bound is its held-out loss."""
+        return Capabilities(supervised=False, inference="stochastic", setting="variational",
+                            held_out_loss=True)
 
     def __init__(
         self, beta: float = 1.0, warmup: int = 0, likelihood: str = "bernoulli", samples: int = 1,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference.variational import Pass, sigmoid, stochastic_areas
 from .local import Gradients
 

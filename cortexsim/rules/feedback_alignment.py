@@ -31,16 +31,16 @@ training (the effect the tests measure).
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 import numpy as np
 
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
-from ..losses import get_loss
+from ..model.losses import get_loss
 from ..validation import check_int, check_number
 from .backprop import backward, hidden_error, output_error
+from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
 __all__ = [
@@ -108,10 +108,15 @@ def direct_feedback_backward(
     return errors, value
 
 
-class _ErrorPassRule:
+class _ErrorPassRule(Rule):
     """Shared plumbing: feedforward sweep + an error pass + Hebbian updates."""
 
     name = ""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Supervised; one feedforward sweep; updates recognition weights."""
+        return Capabilities(supervised=True, inference="sweep", setting="discriminative")
     tag = ""
 
     def __init__(self, loss: str = "mse") -> None:
@@ -162,6 +167,7 @@ class _ErrorPassRule:
         )
 
 
+@register("feedback_alignment")
 class FeedbackAlignment(_ErrorPassRule):
     """Feedback alignment (Lillicrap et al. 2016): backprop with each area's
     fixed feedback weights ``W_fb`` in place of ``W_ff^T``.
@@ -189,6 +195,7 @@ class FeedbackAlignment(_ErrorPassRule):
         return f"FeedbackAlignment(loss={self.loss.name!r})"
 
 
+@register("direct_feedback_alignment")
 class DirectFeedbackAlignment(_ErrorPassRule):
     """Direct feedback alignment (Nøkland 2016): the output error reaches every
     hidden area through its own fixed random matrix ``B_l`` (n_L, n_l).
@@ -222,9 +229,9 @@ class DirectFeedbackAlignment(_ErrorPassRule):
         super().__init__(loss)
         self.seed = check_int(seed, "rule.seed")
         self.scale = check_number(scale, "rule.scale", positive=True)
-        self._matrices: weakref.WeakKeyDictionary[Hierarchy, list[Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Run-time state: the fixed B_l of the hierarchy they were drawn for.
+        self.matrices: list[Any] | None = None
+        self._drawn_for: Hierarchy | None = None
 
     def feedback_matrices_host(self, hierarchy: Hierarchy) -> list[np.ndarray | None]:
         """Host float64 copies of ``B_l`` (n_L, n_l); entries 0 and L are None."""
@@ -237,17 +244,22 @@ class DirectFeedbackAlignment(_ErrorPassRule):
             matrices[l] = rng.uniform(-limit, limit, size=(sizes[top], sizes[l]))
         return matrices
 
+    def prepare(self, hierarchy: Hierarchy) -> None:
+        """Draw the fixed ``B_l`` for ``hierarchy`` onto its backend. They are a
+        function of the rule's seed and the hierarchy's, so a checkpoint need
+        not carry them."""
+        be = hierarchy.backend
+        self.matrices = [
+            None if host is None else be.asarray(host)
+            for host in self.feedback_matrices_host(hierarchy)
+        ]
+        self._drawn_for = hierarchy
+
     def feedback_matrices(self, hierarchy: Hierarchy) -> list[Any]:
         """``B_l`` on the hierarchy's backend, drawn on first use and kept."""
-        matrices = self._matrices.get(hierarchy)
-        if matrices is None:
-            be = hierarchy.backend
-            matrices = [
-                None if host is None else be.asarray(host)
-                for host in self.feedback_matrices_host(hierarchy)
-            ]
-            self._matrices[hierarchy] = matrices
-        return matrices
+        if self._drawn_for is not hierarchy:
+            self.prepare(hierarchy)
+        return self.matrices
 
     def _backward(self, hierarchy: Hierarchy, sweep: Sweep, y: Any) -> tuple[list[Any], Any]:
         return direct_feedback_backward(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..hierarchy import Hierarchy, ParameterKey
+from ..model.hierarchy import Hierarchy, ParameterKey
 
 __all__ = ["hebbian_gradients", "Gradients"]
 

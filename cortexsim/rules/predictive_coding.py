@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigurationError, did_you_mean
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import Relaxation, State, relax_discriminative, relax_generative
-from ..losses import get_loss
+from ..model.losses import get_loss
+from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
 __all__ = ["PredictiveCoding", "MODES"]
@@ -25,7 +26,8 @@ __all__ = ["PredictiveCoding", "MODES"]
 MODES = ("discriminative", "generative")
 
 
-class PredictiveCoding:
+@register("predictive_coding")
+class PredictiveCoding(Rule):
     """Predictive-coding inference followed by local Hebbian learning.
 
     Parameters
@@ -63,9 +65,13 @@ class PredictiveCoding:
         self.learn_recognition = bool(learn_recognition)
 
     @property
-    def supervised(self) -> bool:
-        """Discriminative mode learns from labels; generative mode models the data alone."""
-        return self.mode == "discriminative"
+    def capabilities(self) -> Capabilities:
+        """Relaxation; discriminative mode learns from labels, generative mode
+        models the data alone."""
+        return Capabilities(
+            supervised=self.mode == "discriminative", inference="relaxation",
+            setting=self.mode, relaxation_steps=self.inference.steps,
+        )
 
     def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
         """The (area, parameter) keys this rule returns gradients for."""

@@ -84,10 +84,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State
 from ..inference.variational import sigmoid, stochastic_areas, top_prior
 from ..validation import check_choice, check_int
+from .base import register
 from .elbo import ELBO
 from .elbo_backward import backward
 from .local import Gradients
@@ -186,6 +187,7 @@ def recognition_gradients(
     return grads, pre_errors
 
 
+@register("reweighted_wake_sleep")
 class ReweightedWakeSleep(ELBO):
     """Reweighted wake–sleep (``k = 1``: wake–sleep) on a variational model.
 
@@ -207,8 +209,6 @@ class ReweightedWakeSleep(ELBO):
     """
 
     name = "reweighted_wake_sleep"
-    mode = "variational"
-    supervised = False  # learns a generative model of x alone
 
     def __init__(
         self, likelihood: str = "bernoulli", k: int = 1, recognition: str = "both",

@@ -72,10 +72,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
-from ..losses import get_loss
+from ..model.losses import get_loss
 from ..validation import check_choice, check_int, check_number
+from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
 __all__ = ["FIRST_TARGETS", "DifferenceTargetProp", "TargetProp"]
@@ -90,10 +91,15 @@ def _check_noise(value: Any, where: str, positive: bool) -> float:
     return value
 
 
-class _TargetRule:
+class _TargetRule(Rule):
     """Shared plumbing: sweep, top target, local forward updates, noise."""
 
     name = ""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Supervised; one feedforward sweep; targets for the recognition weights."""
+        return Capabilities(supervised=True, inference="sweep", setting="discriminative")
     tag = ""
 
     def __init__(
@@ -257,6 +263,7 @@ class _TargetRule:
         return losses
 
 
+@register("target_prop")
 class TargetProp(_TargetRule):
     """Target propagation through learned layer-wise inverses (Bengio 2014),
     or, with ``difference=True``, difference target propagation (Lee et al. 2015).
@@ -400,6 +407,7 @@ class TargetProp(_TargetRule):
         )
 
 
+@register("difference_target_prop")
 class DifferenceTargetProp(TargetProp):
     """Difference target propagation (Lee et al. 2015): ``TargetProp`` with
     ``difference=True``. Parameters as ``TargetProp`` (without ``difference``);

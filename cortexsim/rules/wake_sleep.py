@@ -91,10 +91,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError
-from ..hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep
-from ..priors import Prior
+from ..model.priors import Prior
 from ..validation import check_int
+from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
 __all__ = ["WakeSleep"]
@@ -102,7 +103,8 @@ __all__ = ["WakeSleep"]
 _STANDARD_GAUSSIAN = Prior("gaussian", 0.0, 1.0)
 
 
-class WakeSleep:
+@register("wake_sleep")
+class WakeSleep(Rule):
     """Wake–sleep learning of a Helmholtz machine with Gaussian units.
 
     Parameters
@@ -118,7 +120,11 @@ class WakeSleep:
     """
 
     name = "wake_sleep"
-    supervised = False  # learns a generative model of x alone
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Unsupervised; wake samples from q, sleep dreams from p; a generative model of x."""
+        return Capabilities(supervised=False, inference="stochastic", setting="generative")
 
     def __init__(
         self, sleep_samples: int | None = None, seed: int = 0, recognition_noise: bool = True

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cortexsim as cs
 from cortexsim.data import load
-from cortexsim.probes import Probe
-from cortexsim.runs import checkpoint_path, run_recorded
+from cortexsim.sim.probes import Probe
+from cortexsim.sim.recorded import checkpoint_path, run_recorded
 
 OUT = Path(__file__).with_name("recording_v1.h5")
 

@@ -135,7 +135,7 @@ def test_result_round_trip_summary_and_figure(tmp_path):
 
 def test_study_validation_names_the_area(tmp_path):
     from cortexsim import ConfigurationError
-    from cortexsim.study import load_study
+    from cortexsim.study.plan import load_study
 
     text = (tmp_path / "s.toml")
     text.write_text("""

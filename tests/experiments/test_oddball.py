@@ -16,7 +16,7 @@ from cortexsim.experiments.oddball import oddball_sequence, repetitions
 from cortexsim.inference import relax_generative
 from cortexsim.optim import make_optimizer
 from cortexsim.rules.predictive_coding import PredictiveCoding
-from cortexsim.study import load_study
+from cortexsim.study.plan import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"presentations": 40, "p_deviant": 0.15, "lead_in": 5}

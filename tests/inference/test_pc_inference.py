@@ -8,7 +8,7 @@ from conftest import build64, np_act, put, random_data, to_np
 from cortexsim import AreaSpec, ConfigurationError, HierarchySpec, Prior, Relaxation
 from cortexsim.inference import feedforward as cortexsim_feedforward
 from cortexsim.inference import relax_discriminative, relax_generative
-from cortexsim.losses import get_loss
+from cortexsim.model.losses import get_loss
 
 DISC = HierarchySpec(
     tuple(

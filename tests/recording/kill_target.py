@@ -9,8 +9,8 @@ import sys
 
 import cortexsim as cs
 from cortexsim.data import load
-from cortexsim.probes import Probe
-from cortexsim.runs import run_recorded
+from cortexsim.sim.probes import Probe
+from cortexsim.sim.recorded import run_recorded
 
 
 def scheduler() -> cs.Scheduler:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import cortexsim as cs
-import cortexsim.recording.recorder as recorder_module
+import cortexsim.sim.recorder as recorder_module
 import cortexsim.recording.writer as writer_module
 from conftest import build64
 from cortexsim import (
@@ -34,7 +34,7 @@ from cortexsim import (
 )
 from cortexsim.backend import Backend
 from cortexsim.recording import partial_path
-from cortexsim.runs import run_recorded
+from cortexsim.sim.recorded import run_recorded
 
 # Two hidden areas with non-unit precisions (so prediction = mu - eps / pi is
 # not mu - eps), a linear top area clamped to the target.
@@ -129,7 +129,7 @@ def expected_alignment(h, state, gradients, target: str) -> np.ndarray:
 
 
 def expected_row(probe: Probe, h, state, gradients) -> np.ndarray:
-    """The row ``probe`` should record, written out without cortexsim.probes."""
+    """The row ``probe`` should record, written out without cortexsim.sim.probes."""
     be = h.backend
     names = [a.name for a in h.areas]
     q = probe.quantity

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cortexsim.checkpoint import load_checkpoint
+from cortexsim.sim.checkpoint import load_checkpoint
 from cortexsim.recording import open_recording, partial_path
-from cortexsim.runs import checkpoint_path
+from cortexsim.sim.recorded import checkpoint_path
 
 TARGET = Path(__file__).with_name("kill_target.py")
 ROOT = Path(__file__).resolve().parents[2]

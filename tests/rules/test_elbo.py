@@ -189,7 +189,10 @@ def test_named_variational_models_train(name):
 
 
 def test_registered_and_unsupervised():
-    assert RULES["elbo"] is ELBO and ELBO.supervised is False and ELBO.name == "elbo"
+    assert RULES["elbo"] is ELBO and ELBO.name == "elbo"
+    capabilities = ELBO().capabilities
+    assert capabilities.supervised is False and capabilities.setting == "variational"
+    assert capabilities.held_out_loss and capabilities.inference == "stochastic"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from cortexsim import (
     Scheduler,
 )
 from cortexsim.data import load
-from cortexsim.probes import alignment
+from cortexsim.sim.probes import alignment
 from cortexsim.rules.feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
 
 ACTIVATIONS = ["linear", "tanh", "sigmoid", "relu", "gelu"]

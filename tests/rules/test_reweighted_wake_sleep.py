@@ -270,7 +270,7 @@ def test_registered_and_unsupervised():
     assert RULES["reweighted_wake_sleep"] is ReweightedWakeSleep
     rule = make_rule("reweighted_wake_sleep", k=2, recognition="sleep", sleep_samples=5)
     assert isinstance(rule, ELBO) and rule.name == "reweighted_wake_sleep"
-    assert rule.mode == "variational" and rule.supervised is False
+    assert rule.capabilities.setting == "variational" and rule.supervised is False
     assert (rule.posterior, rule.beta, rule.warmup, rule.samples) == ("bottom_up", 1.0, 0, 1)
     assert (rule.k, rule.recognition, rule.sleep_samples) == (2, "sleep", 5)
     with pytest.raises(TypeError):

@@ -503,7 +503,7 @@ def test_gradients_leave_the_state_intact(backend_name, kind):
 def test_resume_from_a_checkpoint_is_bit_identical_with_noise_and_direct_feedback(tmp_path, rule_class):
     """Checkpoints carry the rule's noise generator and DDTP's Q_fb."""
     from cortexsim import Adam, Scheduler
-    from cortexsim.checkpoint import load_checkpoint, save_checkpoint
+    from cortexsim.sim.checkpoint import load_checkpoint, save_checkpoint
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 6)), rng.integers(0, 3, size=60)

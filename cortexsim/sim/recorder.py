@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, DivergenceError
-from ..probes import UNITS, VARIATIONAL, Probe, alignment, dims, row_shape, row_value
+from .probes import UNITS, Probe, alignment, dims, row_shape, row_value, unsupported
 from ..rules import Backprop
-from ..scheduler import Event, Scheduler
-from .schema import environment
-from .writer import ProbeLayout, RecordingWriter, chunk_rows
+from .scheduler import Event, Scheduler
+from ..recording.schema import environment
+from ..recording.writer import ProbeLayout, RecordingWriter, chunk_rows
 
 __all__ = ["Recorder"]
 
@@ -108,57 +108,15 @@ class Recorder:
         """Create (or, with ``resume`` cursors from a checkpoint, reopen) the file
         and hook into the scheduler's slots."""
         hierarchy, rule = scheduler.hierarchy, scheduler.rule
-        steps = getattr(getattr(rule, "inference", None), "steps", None)
+        capabilities = rule.capabilities
+        steps = capabilities.relaxation_steps
+        learned = rule.learned_parameters(hierarchy)
         for i, probe in enumerate(self.probes):
             probe.validate(f"probes[{i}]", hierarchy)
-            energy = probe.quantity == "energy" or (probe.quantity, probe.target) == ("metric", "energy")
-            if energy and steps is None:
-                raise ConfigurationError(
-                    f"probes[{i}]: rule {rule.name!r} has no relaxation, so it has no energy trace"
-                )
-            if probe.quantity == "alignment" and getattr(rule, "mode", "discriminative") != "discriminative":
-                raise ConfigurationError(
-                    f"probes[{i}]: alignment compares recognition-weight updates with backprop; "
-                    f"rule {rule.name!r} in mode {rule.mode!r} learns generative weights"
-                )
-            variational = getattr(rule, "mode", "") == "variational"
-            if not variational and (
-                probe.quantity == "kl" or (probe.quantity == "metric" and probe.target in VARIATIONAL)
-            ):
-                raise ConfigurationError(
-                    f"probes[{i}]: rule {rule.name!r} has no KL or reconstruction terms; "
-                    f"only variational rules (elbo) record them"
-                )
-            if probe.inference_every and steps is None:
-                raise ConfigurationError(
-                    f"probes[{i}].inference_every: rule {rule.name!r} has no relaxation to record inside"
-                )
-            top = hierarchy.areas[-1].name
-            if (
-                getattr(rule, "mode", "") in ("generative", "variational")
-                and probe.quantity in ("error", "prediction")
-                and probe.target == top
-            ):
-                raise ConfigurationError(
-                    f"probes[{i}].target: {top!r} is the top of a generative hierarchy; it has a "
-                    f"prior, not a prediction from above, so it has no {probe.quantity}"
-                )
-            if (
-                probe.quantity in ("error", "prediction")
-                and probe.target == hierarchy.areas[0].name
-                and getattr(rule, "mode", "") not in ("generative", "variational")
-            ):
-                raise ConfigurationError(
-                    f"probes[{i}].target: {probe.target!r} is the clamped input; rule "
-                    f"{rule.name!r} predicts nothing there (only generative mode does)"
-                )
-            if probe.quantity == "update":
-                learned = [f"{a}.{p}" for a, p in rule.learned_parameters(hierarchy)]
-                if probe.target not in learned:
-                    raise ConfigurationError(
-                        f"probes[{i}].target: rule {rule.name!r} does not learn {probe.target!r}; "
-                        f"it updates {', '.join(learned)}"
-                    )
+            refused = unsupported(probe, rule.name, capabilities, learned, hierarchy)
+            if refused is not None:
+                field, reason = refused
+                raise ConfigurationError(f"probes[{i}]{field}: {reason}")
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
         self._area_index = {area.name: area.index for area in hierarchy.areas}
         self._batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)  # per epoch
@@ -185,13 +143,13 @@ class Recorder:
                 )
                 for c in self.channels
             ]
-            unsupervised = not getattr(rule, "supervised", True)
+            unsupervised = not capabilities.supervised
             metrics = (["train_loss"] if scheduler.y_train is not None or unsupervised else [])
             # a variational rule's energy is the objective it descends (beta-weighted, warm-up)
-            metrics += ["energy"] if steps is not None or getattr(rule, "mode", "") == "variational" else []
+            metrics += ["energy"] if capabilities.energy_metric else []
             metrics += ["validation_accuracy"] if scheduler.labels_val is not None else []
             metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
-            if hasattr(rule, "evaluate"):  # an unsupervised rule's held-out loss (Scheduler)
+            if capabilities.held_out_loss:  # an unsupervised rule's held-out loss (Scheduler)
                 metrics += ["validation_loss"] if scheduler.x_val is not None else []
                 metrics += ["test_loss"] if scheduler.x_test is not None else []
             metrics += ["seconds"]

@@ -11,7 +11,7 @@ import re
 import tomllib
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["apply_override"]
 

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import Backend
-from .errors import ConfigurationError, did_you_mean
+from ..backend import Backend
+from ..errors import ConfigurationError, did_you_mean
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation"]
 

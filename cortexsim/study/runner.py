@@ -13,46 +13,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
-from .data import binarize, load
-from .errors import ConfigurationError, CortexsimError, DivergenceError
-from .experiments import EXPERIMENTS, save_result
-from .hierarchy import build
-from .optim import make_optimizer
-from .probes import VARIATIONAL, Probe
-from .recording import partial_path
-from .runs import checkpoint_path, run_recorded
-from .scheduler import Scheduler
-from .study import RunSpec, StudyPlan, supervised
-from .validation import check_int
+from ..sim.checkpoint import load_checkpoint
+from ..data import binarize, load
+from ..errors import ConfigurationError, CortexsimError, DivergenceError
+from ..experiments import EXPERIMENTS, save_result
+from ..model.hierarchy import build
+from ..optim import make_optimizer
+from ..sim.probes import Probe, unsupported
+from ..recording import partial_path
+from ..sim.recorded import checkpoint_path, run_recorded
+from ..sim.scheduler import Scheduler
+from .plan import RunSpec, StudyPlan
+from ..validation import check_int
 
 __all__ = ["run_study", "applicable_probes", "INDEX"]
 
 INDEX = "study.json"
 
 
-def applicable_probes(spec: RunSpec, rule: Any, hierarchy: Any, probes: Sequence[Probe]) -> list[Probe]:
-    """The probes that mean something for this rule (no energy without relaxation,
-    no update of a weight the rule does not learn, alignment in discriminative mode)."""
-    relaxes = getattr(rule, "inference", None) is not None
-    learned = {f"{a}.{p}" for a, p in rule.learned_parameters(hierarchy)}
-    kept = []
-    for probe in probes:
-        if probe.quantity == "energy" or probe.inference_every or (
-            probe.quantity == "metric" and probe.target in ("energy", "steps")
-        ):
-            if not relaxes:
-                continue
-        if probe.quantity == "update" and probe.target not in learned:
-            continue
-        variational = getattr(rule, "mode", "") == "variational"
-        if not variational and (probe.quantity == "kl" or (
-                probe.quantity == "metric" and probe.target in VARIATIONAL)):
-            continue
-        if probe.quantity == "alignment" and getattr(rule, "mode", "discriminative") != "discriminative":
-            continue
-        kept.append(probe)
-    return kept
+def applicable_probes(rule: Any, hierarchy: Any, probes: Sequence[Probe]) -> list[Probe]:
+    """The probes that mean something for this rule, by its declared capabilities
+    (no energy without relaxation, no update of a weight the rule does not learn,
+    alignment in the discriminative setting only): ``probes.unsupported``."""
+    learned = rule.learned_parameters(hierarchy)
+    return [p for p in probes
+            if unsupported(p, rule.name, rule.capabilities, learned, hierarchy) is None]
 
 
 def _write_index(out: Path, index: dict[str, Any]) -> None:
@@ -104,7 +89,7 @@ def run_one(
         return {"status": "complete"}
     schedule = plan.schedule
     x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
-    if not supervised(spec):  # a generative rule models the images alone
+    if not spec.supervised:  # a generative rule models the images alone
         y = y_val = y_test = None
     hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
     rule = spec.make_rule()
@@ -120,7 +105,7 @@ def run_one(
     entry: dict[str, Any] = {}
     try:
         run_recorded(
-            scheduler, recording, applicable_probes(spec, rule, hierarchy, plan.probes),
+            scheduler, recording, applicable_probes(rule, hierarchy, plan.probes),
             checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
         )
         entry["status"] = "complete"
@@ -251,7 +236,7 @@ def run_study(
     for spec, seed in jobs:
         recording = out / spec.label / f"seed{seed}.h5"
         index["runs"].append({
-            "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": supervised(spec),
+            "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": spec.supervised,
             "recording": str(recording.relative_to(out)), "status": "pending",
         })
     if workers > 1:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CortexsimError, FormatError
-from .recording import open_recording, partial_path
+from ..errors import CortexsimError, FormatError
+from ..recording import open_recording, partial_path
 
 __all__ = ["RunData", "load_study"]
 

@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from .analysis.disentanglement import beta_vae_score, dci, mig
-from .checkpoint import load_checkpoint
-from .data import binarize, load
-from .data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
-from .hierarchy import Hierarchy, build
-from .inference import feedforward, log_likelihood_estimate
-from .inference.variational import decode, forward, sigmoid, stochastic_areas
-from .rules import RULES
-from .runs import checkpoint_path
+from ..analysis.disentanglement import beta_vae_score, dci, mig
+from ..sim.checkpoint import load_checkpoint
+from ..data import binarize, load
+from ..data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
+from ..model.hierarchy import Hierarchy, build
+from ..inference import feedforward, log_likelihood_estimate
+from ..inference.variational import decode, forward, sigmoid, stochastic_areas
+from ..rules import RULES, Rule, make_rule
+from ..sim.recorded import checkpoint_path
 
 __all__ = [
     "FACTOR_DATASETS", "FACTOR_SEED", "cached", "decoded_means", "disentanglement", "held_out",
@@ -56,18 +56,20 @@ def variational_labels(study: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The plan's rule entries whose rule is variational, by label (study order)."""
     rules = study.get("plan", {}).get("rules", [])
     return {r["label"]: r for r in rules
-            if getattr(RULES.get(r.get("rule")), "mode", None) == "variational"}
+            if r.get("rule") in RULES and _rule(r).capabilities.setting == "variational"}
 
 
-def _settings(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("label", "rule", "optimizer")}
+def _rule(entry: dict[str, Any]) -> Rule:
+    """A fresh rule object from a study.json rule entry."""
+    settings = {k: v for k, v in entry.items() if k not in ("label", "rule", "optimizer")}
+    return make_rule(entry["rule"], **settings)
 
 
 def restore(out: Path, study: dict[str, Any], label: str, seed: int) -> tuple[Hierarchy, Any]:
     """The trained hierarchy (NumPy) and a fresh rule object of one run, from its checkpoint."""
     plan = study["plan"]
     entry = variational_labels(study)[label]
-    rule = RULES[entry["rule"]](**_settings(entry))
+    rule = _rule(entry)
     hierarchy = build(plan["model"], backend="numpy", dtype=plan["schedule"]["dtype"], seed=seed)
     state, _ = load_checkpoint(checkpoint_path(out / label / f"seed{seed}.h5"))
     hierarchy.load_parameters(state["parameters"])

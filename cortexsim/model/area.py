@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import Backend
+from ..backend import Backend
 from .nonlinear import Activation, get_activation
 from .priors import Prior
 from .spec import AreaSpec

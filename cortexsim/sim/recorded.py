@@ -10,7 +10,8 @@ from typing import Any
 
 from .checkpoint import Checkpointer, load_checkpoint
 from .probes import Probe
-from .recording import Recorder, partial_path
+from ..recording import partial_path
+from .recorder import Recorder
 from .scheduler import Scheduler
 
 __all__ = ["run_recorded", "checkpoint_path"]

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ConfigurationError
-from .hierarchy import Hierarchy
-from .inference import State
-from .validation import check_choice, check_int, check_keys
+from ..errors import ConfigurationError
+from ..model.hierarchy import Hierarchy
+from ..inference import State
+from ..rules import Capabilities
+from ..validation import check_choice, check_int, check_keys
 
-__all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment"]
+__all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment", "unsupported"]
 
 QUANTITIES = ("activity", "error", "prediction", "weights", "update", "alignment", "energy", "metric", "kl")
 METRICS = ("loss", "energy", "steps", "reconstruction", "kl")
@@ -130,6 +131,52 @@ class Probe:
     def to_json(self) -> str:
         """The declaration as JSON (stored with the recording)."""
         return json.dumps(asdict(self))
+
+
+def unsupported(
+    probe: Probe, rule_name: str, capabilities: Capabilities, learned: list[tuple[str, str]],
+    hierarchy: Hierarchy,
+) -> tuple[str, str] | None:
+    """Why a rule cannot fill ``probe``, read from its declared capabilities:
+    ``(field, reason)``, or None when it can. The recorder refuses such a probe;
+    a study leaves it out for that rule."""
+    traced = probe.quantity == "energy" or (
+        probe.quantity == "metric" and probe.target in ("energy", "steps"))
+    if traced and not capabilities.relaxes:
+        return "", f"rule {rule_name!r} has no relaxation, so it has no energy trace"
+    if probe.quantity == "alignment" and capabilities.setting != "discriminative":
+        return "", (
+            f"alignment compares recognition-weight updates with backprop; rule {rule_name!r} "
+            f"in the {capabilities.setting} setting learns generative weights"
+        )
+    if capabilities.setting != "variational" and (
+        probe.quantity == "kl" or (probe.quantity == "metric" and probe.target in VARIATIONAL)
+    ):
+        return "", (
+            f"rule {rule_name!r} has no KL or reconstruction terms; only variational rules "
+            f"(elbo) record them"
+        )
+    if probe.inference_every and not capabilities.relaxes:
+        return ".inference_every", f"rule {rule_name!r} has no relaxation to record inside"
+    top, bottom = hierarchy.areas[-1].name, hierarchy.areas[0].name
+    if probe.quantity in ("error", "prediction"):
+        if capabilities.predicts_data and probe.target == top:
+            return ".target", (
+                f"{top!r} is the top of a generative hierarchy; it has a prior, not a "
+                f"prediction from above, so it has no {probe.quantity}"
+            )
+        if not capabilities.predicts_data and probe.target == bottom:
+            return ".target", (
+                f"{bottom!r} is the clamped input; rule {rule_name!r} predicts nothing "
+                f"there (only generative mode does)"
+            )
+    if probe.quantity == "update":
+        names = [f"{a}.{p}" for a, p in learned]
+        if probe.target not in names:
+            return ".target", (
+                f"rule {rule_name!r} does not learn {probe.target!r}; it updates {', '.join(names)}"
+            )
+    return None
 
 
 def _area_index(hierarchy: Hierarchy, name: str) -> int:

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
-from .analysis.disentanglement import active_units
-from .analysis.learning_curves import mean_and_sd
-from .errors import CortexsimError
-from .hierarchy import Hierarchy
-from .inference.variational import top_prior
-from .report_options import DISENTANGLEMENT_DEFAULTS, LOG_LIKELIHOOD_DEFAULTS
+from .. import plots
+from ..analysis.disentanglement import active_units
+from ..analysis.learning_curves import mean_and_sd
+from ..errors import CortexsimError
+from ..model.hierarchy import Hierarchy
+from ..inference.variational import top_prior
+from .options import DISENTANGLEMENT_DEFAULTS, LOG_LIKELIHOOD_DEFAULTS
 from .trained_models import (
     FACTOR_DATASETS,
     FACTOR_SEED,
@@ -224,7 +224,7 @@ def _how(ll: dict[str, int] | None, dis: dict[str, int] | None) -> list[str]:
         "### How the generative numbers were computed",
         "",
         "Each complete run's model is rebuilt from `study.json` and the parameters of its "
-        "checkpoint `LABEL/seedS.ckpt.npz` (`cortexsim.trained_models.restore`). Means ± sample "
+        "checkpoint `LABEL/seedS.ckpt.npz` (`cortexsim.report.trained_models.restore`). Means ± sample "
         "sd over complete seeds.",
         "",
         "- **Final test loss**: the last `test_loss` of the recording, the rule's negative bound "

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
-from .analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
-from .experiments.report import experiment_sections
-from .report_generative import generative_sections
-from .study_folder import RunData, load_study
+from .. import plots
+from ..analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
+from ..experiments.report import experiment_sections
+from .generative import generative_sections
+from .folder import RunData, load_study
 from .trained_models import variational_labels
 
 __all__ = ["compare_table", "write_report"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import Backend
-from .errors import ConfigurationError, did_you_mean
+from ..backend import Backend
+from ..errors import ConfigurationError, did_you_mean
 from .nonlinear import Activation
 
 __all__ = ["Loss", "LOSSES", "get_loss"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import DivergenceError
-from .hierarchy import Hierarchy
-from .inference import State
+from ..errors import DivergenceError
+from ..model.hierarchy import Hierarchy
+from ..inference import State
 
 __all__ = ["check_finite", "check_parameters"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import Backend
-from .errors import ConfigurationError, did_you_mean
-from .validation import check_number
+from ..backend import Backend
+from ..errors import ConfigurationError, did_you_mean
+from ..validation import check_number
 
 __all__ = ["Prior", "PRIOR_KINDS"]
 

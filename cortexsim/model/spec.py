@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 from .nonlinear import get_activation
 from .priors import Prior
-from .validation import check_choice, check_int, check_keys, check_number
+from ..validation import check_choice, check_int, check_keys, check_number
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -58,7 +58,7 @@ class AreaSpec:
     modules : int
         Split the area into this many modules, each connected only to its own
         equal block of the area below (block-diagonal ``W_ff`` and ``W_fb``;
-        ``cortexsim.wiring``). 1 (default): fully connected.
+        ``cortexsim.model.wiring``). 1 (default): fully connected.
     shared : bool
         With ``modules > 1``: every module uses the same weights and biases.
     """

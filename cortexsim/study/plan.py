@@ -15,20 +15,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data.binarize import BINARIZE_MODES
-from .errors import ConfigurationError
-from .experiments import EXPERIMENTS, settings_of
-from .hierarchy import build
-from .inference import Relaxation
-from .optim import OPTIMIZERS
+from ..data.binarize import BINARIZE_MODES
+from ..errors import ConfigurationError
+from ..experiments import EXPERIMENTS, settings_of
+from ..model.hierarchy import build
+from ..optim import OPTIMIZERS
 from .overrides import apply_override
-from .probes import Probe
-from .report_options import REPORT_OPTIONS, report_options
-from .rules import RULES
-from .spec import HierarchySpec
-from .validation import check_choice, check_int, check_keys, check_number
+from ..sim.probes import Probe
+from ..report.options import REPORT_OPTIONS, report_options
+from ..rules import RULES, Capabilities, Rule, make_rule
+from ..model.spec import HierarchySpec
+from ..validation import check_choice, check_int, check_keys, check_number
 
-__all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study", "supervised"]
+__all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
@@ -48,13 +47,16 @@ class RunSpec:
     rule: str
     settings: Mapping[str, Any]
     optimizer: Mapping[str, Any]
+    capabilities: Capabilities = field(compare=False)  # read once, when the plan is validated
 
-    def make_rule(self) -> Any:
-        """A fresh rule object."""
-        settings = dict(self.settings)
-        if "inference" in settings:
-            settings["inference"] = Relaxation(**settings["inference"])
-        return RULES[self.rule](**settings)
+    def make_rule(self) -> Rule:
+        """A fresh rule object (one per run: rules carry run-time state)."""
+        return make_rule(self.rule, **self.settings)
+
+    @property
+    def supervised(self) -> bool:
+        """Whether the rule learns from labels (generative predictive coding does not)."""
+        return self.capabilities.supervised
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,8 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
                    f"{where}.inference")
         settings["inference"] = dict(settings["inference"])
     rule_optimizer = _optimizer(table.get("optimizer", {}), f"{where}.optimizer", optimizer)
-    spec = RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
     try:
-        spec.make_rule()  # the rule's own checks, before anything runs
+        rule = make_rule(table["rule"], **settings)  # the rule's own checks, before anything runs
     except ConfigurationError as exc:
         message = str(exc)
         for prefix in ("rule.", "inference."):
@@ -211,15 +212,16 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
         raise ConfigurationError(message) from None
     except TypeError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer)
+    return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer,
+                   capabilities=rule.capabilities)
 
 
 def _same_task(rules: Sequence[RunSpec]) -> None:
     """A study compares rules on one task: all learn from labels, or none does
     (generative rules such as ``elbo`` model the images alone)."""
-    first = supervised(rules[0])
+    first = rules[0].supervised
     for i, spec in enumerate(rules[1:], start=1):
-        if supervised(spec) != first:
+        if spec.supervised != first:
             how = "learns without labels" if first else "learns from labels"
             other = "learns from them" if first else "learns without them"
             raise ConfigurationError(
@@ -227,14 +229,6 @@ def _same_task(rules: Sequence[RunSpec]) -> None:
                 f"{other}; a study compares rules on one task, so give unsupervised rules "
                 f"a study of their own"
             )
-
-
-def supervised(rule: RunSpec | str) -> bool:
-    """Whether a rule (a study's RunSpec, or a rule name) learns from labels;
-    for a RunSpec its settings count (generative predictive coding does not)."""
-    if isinstance(rule, RunSpec):
-        return bool(getattr(rule.make_rule(), "supervised", True))
-    return bool(getattr(RULES[rule], "supervised", True))
 
 
 def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:

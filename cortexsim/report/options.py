@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
-from .rules import RULES
-from .validation import check_int, check_keys
+from ..errors import ConfigurationError
+from ..validation import check_int, check_keys
 
 if TYPE_CHECKING:  # study.py imports this module
-    from .study import RunSpec
+    from ..study.plan import RunSpec
 
 __all__ = ["DISENTANGLEMENT_DEFAULTS", "LOG_LIKELIHOOD_DEFAULTS", "REPORT_OPTIONS", "report_options"]
 
@@ -57,7 +56,7 @@ def report_options(outputs: Mapping[str, Any], rules: Sequence[RunSpec], dataset
         )
     if options.get("log_likelihood") is not None:
         for i, spec in enumerate(rules):
-            if getattr(RULES[spec.rule], "mode", None) != "variational":
+            if spec.capabilities.setting != "variational":
                 raise ConfigurationError(
                     f"outputs.log_likelihood: the importance-weighted log-likelihood needs a "
                     f"variational model on every rule, but rules[{i}] ({spec.label!r}) is "

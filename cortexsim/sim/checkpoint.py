@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FormatError
+from ..errors import FormatError
 from .scheduler import Event, Scheduler
-from .validation import check_int
+from ..validation import check_int
 
 __all__ = ["save_checkpoint", "load_checkpoint", "Checkpointer", "CHECKPOINT_VERSION"]
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .area import PARAMETER_NAMES, Area
-from .backend import Backend, get_backend
-from .errors import ConfigurationError, did_you_mean
+from ..backend import Backend, get_backend
+from ..errors import ConfigurationError, did_you_mean
 from .spec import HierarchySpec
-from .validation import check_int
+from ..validation import check_int
 from .wiring import project_gradient, structure_initial
 
 __all__ = ["Hierarchy", "build", "ParameterKey"]
@@ -162,7 +162,7 @@ class Hierarchy:
     # -- scratch memory for the inference and learning loops -------------
     def project(self, key: ParameterKey, grad: Any) -> Any:
         """``grad`` of parameter ``key`` made to respect the area's modular wiring
-        (``cortexsim.wiring``); returned unchanged for fully connected areas."""
+        (``cortexsim.model.wiring``); returned unchanged for fully connected areas."""
         area_name, parameter = key
         spec = self[area_name].spec
         if spec.modules == 1 or parameter not in PARAMETER_NAMES:

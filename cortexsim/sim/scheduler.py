@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigurationError, DivergenceError, did_you_mean
-from .hierarchy import Hierarchy
+from ..errors import ConfigurationError, DivergenceError, did_you_mean
+from ..model.hierarchy import Hierarchy
 from .divergence import check_finite, check_parameters
-from .inference import State, feedforward
-from .optim import Optimizer
-from .rules import Gradients, Rule
-from .validation import check_choice, check_int
+from ..inference import State, feedforward
+from ..optim import Optimizer
+from ..rules import Gradients, Rule
+from ..validation import check_choice, check_int
 
 __all__ = ["Scheduler", "Event", "SLOTS"]
 
@@ -127,8 +127,7 @@ class Scheduler:
         self.hierarchy = hierarchy
         self.rule = rule
         self.optimizer = optimizer
-        if hasattr(rule, "prepare"):  # parameters a rule adds to the areas exist from the start
-            rule.prepare(hierarchy)
+        rule.prepare(hierarchy)  # parameters a rule adds to the areas exist from the start
         self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
         self.check_every = check_int(check_every, "schedule.check_every")
         if binarize is not None:
@@ -306,7 +305,7 @@ class Scheduler:
             metrics["validation_accuracy"] = self.accuracy(self.x_val, self.labels_val)
         if self.x_test is not None and self.labels_test is not None:
             metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
-        if hasattr(self.rule, "evaluate"):  # an unsupervised rule's loss on held-out inputs
+        if self.rule.capabilities.held_out_loss:  # an unsupervised rule's loss on held-out inputs
             for name, x in (("validation_loss", self.x_val), ("test_loss", self.x_test)):
                 if x is not None:
                     metrics[name] = self.rule.evaluate(self.hierarchy, x)
@@ -328,7 +327,7 @@ class Scheduler:
             "parameters": self.hierarchy.parameters_to_numpy(),
             "optimizer": self.optimizer.state_dict(),
             # a rule that draws random numbers carries its generator's position
-            "rule": self.rule.state_dict() if hasattr(self.rule, "state_dict") else {},
+            "rule": self.rule.state_dict(),
             "totals": {name: be.to_numpy(be.xp.asarray(total)) for name, total in self.totals.items()},
         }
 
@@ -337,7 +336,7 @@ class Scheduler:
         be = self.hierarchy.backend
         self.hierarchy.load_parameters(state["parameters"])
         self.optimizer.load_state_dict(self.hierarchy, state["optimizer"])
-        if state.get("rule") and hasattr(self.rule, "load_state_dict"):
+        if state.get("rule"):
             self.rule.load_state_dict(state["rule"])
         position = state["position"]
         self.epoch, self.batch, self.step = position["epoch"], position["batch"], position["step"]
