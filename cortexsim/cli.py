@@ -77,7 +77,7 @@ def _progress(quiet: bool) -> Any:
     from tqdm import tqdm
 
     def attach(title: str, scheduler: Any) -> None:
-        batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)
+        batches = scheduler.data.batches_per_epoch(scheduler.batch_size)
         # disable=None: no bar when the output is not a terminal (CI logs, pipes).
         bar = tqdm(total=batches * scheduler.epochs, desc=title, unit="batch", leave=True, disable=None)
         scheduler.attach("after_learning", lambda event: bar.update(1), name="progress bar")

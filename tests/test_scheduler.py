@@ -16,7 +16,7 @@ from cortexsim import (
     Relaxation,
     Scheduler,
 )
-from cortexsim.sim.scheduler import SLOTS
+from cortexsim.sim.scheduler import BATCH_SLOTS, SLOTS
 
 SPEC = HierarchySpec.from_sizes([5, 4, 3])
 
@@ -90,8 +90,9 @@ def test_slots_fire_in_order():
     for epoch in range(2):
         expected += [("epoch_start", lab, epoch, -1) for lab in labels]
         for batch in range(2):
-            for slot in ("before_inference", "after_inference", "before_update", "after_learning"):
+            for slot in BATCH_SLOTS:
                 expected += [(slot, lab, epoch, batch) for lab in labels]
+        expected += [("evaluation", lab, epoch, -1) for lab in labels]
         expected += [("epoch_end", lab, epoch, -1) for lab in labels]
     expected += [("run_end", lab, 2, -1) for lab in labels]
     assert calls == expected
@@ -105,7 +106,10 @@ def test_schedule_table_lists_callbacks():
     s.attach("after_learning", lambda e: None, name="record_errors")
     table = s.schedule()
     lines = table.splitlines()
-    assert lines[0].split() == ["slot", "order", "callback"]
+    assert lines[0].split() == ["slot", "order", "operation"]
+    # the scheduler's own operations are listed in their slots
+    assert ["inference", "0", "rule.infer"] == next(l for l in lines if "rule.infer" in l).split()
+    assert ["update", "0", "optimizer.step"] == next(l for l in lines if "optimizer.step" in l).split()
     ck = next(line for line in lines if "checkpoint" in line)
     assert ck.split() == ["epoch_end", "3", "checkpoint"]
     assert any(line.split()[:1] == ["after_learning"] and "record_errors" in line for line in lines)
@@ -169,7 +173,7 @@ def test_integer_labels_become_one_hot(backend_name):
     h = build64(SPEC, backend_name)
     x, y = data(6)
     s = Scheduler(h, Backprop(), SGD(lr=0.1), x, y)
-    np.testing.assert_array_equal(h.backend.to_numpy(s.y_train), np.eye(3)[y])
+    np.testing.assert_array_equal(h.backend.to_numpy(s.data.y_train), np.eye(3)[y])
 
 
 @pytest.fixture(scope="module")
@@ -193,4 +197,4 @@ def test_learns_digits(backend_name, digits, rule):
     assert [m["epoch"] for m in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_accuracy"] > 0.9
-    assert s.accuracy(s.x_test, digits.y_test) == history[-1]["test_accuracy"]
+    assert s.accuracy(s.data.x_test, digits.y_test) == history[-1]["test_accuracy"]

@@ -119,7 +119,7 @@ class Recorder:
                 raise ConfigurationError(f"probes[{i}]{field}: {reason}")
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
         self._area_index = {area.name: area.index for area in hierarchy.areas}
-        self._batches = -(-scheduler.x_train.shape[0] // scheduler.batch_size)  # per epoch
+        self._batches = scheduler.data.batches_per_epoch(scheduler.batch_size)
         self.reference = Backprop(rule.loss) if any(p.quantity == "alignment" for p in self.probes) else None
         be = self.backend = hierarchy.backend
         if resume is not None:
@@ -144,14 +144,14 @@ class Recorder:
                 for c in self.channels
             ]
             unsupervised = not capabilities.supervised
-            metrics = (["train_loss"] if scheduler.y_train is not None or unsupervised else [])
+            metrics = (["train_loss"] if scheduler.data.y_train is not None or unsupervised else [])
             # a variational rule's energy is the objective it descends (beta-weighted, warm-up)
             metrics += ["energy"] if capabilities.energy_metric else []
-            metrics += ["validation_accuracy"] if scheduler.labels_val is not None else []
-            metrics += ["test_accuracy"] if scheduler.labels_test is not None else []
+            metrics += ["validation_accuracy"] if scheduler.data.labels_val is not None else []
+            metrics += ["test_accuracy"] if scheduler.data.labels_test is not None else []
             if capabilities.held_out_loss:  # an unsupervised rule's held-out loss (Scheduler)
-                metrics += ["validation_loss"] if scheduler.x_val is not None else []
-                metrics += ["test_loss"] if scheduler.x_test is not None else []
+                metrics += ["validation_loss"] if scheduler.data.x_val is not None else []
+                metrics += ["test_loss"] if scheduler.data.x_test is not None else []
             metrics += ["seconds"]
             config = {**self.config, "probes": [asdict(p) for p in self.probes]}
             self.writer = RecordingWriter(

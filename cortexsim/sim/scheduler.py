@@ -1,52 +1,55 @@
-"""The phase loop: epochs x batches x (inference -> learning), with named slots
-that callbacks (probes, checkpoints, progress) attach to.
+"""The phase loop: epochs x batches, each batch a sequence of named slots in
+which operations run -- the scheduler's own (inference, the rule's update, the
+optimizer step, sums and checks, epoch metrics; ``operations.py``) and any
+callback a user, a recorder or a checkpointer attaches::
 
-One batch::
+    run_start, epoch_start,
+      per batch: before_inference, inference, after_inference, learning,
+                 before_update, update, after_learning
+    evaluation, epoch_end, run_end
 
-    before_inference -> rule.infer -> after_inference
-    -> rule.gradients -> before_update -> optimizer.step -> after_learning
-
-framed by ``run_start`` / ``epoch_start`` / ``epoch_end`` / ``run_end``.
-Callbacks in a slot run by (order, attachment order); ``schedule()`` prints
-the table. The data order of epoch ``e`` is drawn from a generator seeded with
-``(seed, e)``, so a run is a deterministic function of its seed.
+Operations in a slot run by (order, attachment order); ``schedule()`` prints
+the table. The scheduler owns the clock (epoch, batch, step), advanced after
+``update``; the data order of epoch ``e`` is drawn from a generator seeded
+with ``(seed, e)`` (``data.py``), so a run is a deterministic function of its
+seeds.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigurationError, DivergenceError, did_you_mean
+from ..errors import ConfigurationError, did_you_mean
+from ..inference import State
 from ..model.hierarchy import Hierarchy
-from .divergence import check_finite, check_parameters
-from ..inference import State, feedforward
 from ..optim import Optimizer
 from ..rules import Gradients, Rule
-from ..validation import check_choice, check_int
+from ..validation import check_int
+from .data import RunData, accuracy
+from .operations import BUILT_IN
 
-__all__ = ["Scheduler", "Event", "SLOTS"]
+__all__ = ["Scheduler", "Event", "SLOTS", "BATCH_SLOTS"]
 
-SLOTS = (
-    "run_start",
-    "epoch_start",
+BATCH_SLOTS = (
     "before_inference",
+    "inference",
     "after_inference",
+    "learning",
     "before_update",
+    "update",
     "after_learning",
-    "epoch_end",
-    "run_end",
 )
+SLOTS = ("run_start", "epoch_start") + BATCH_SLOTS + ("evaluation", "epoch_end", "run_end")
 
 
 @dataclass
 class Event:
-    """What a callback sees: where the loop is and what the batch produced."""
+    """What an operation sees: where the loop is and what the batch produced so far."""
 
     slot: str
     scheduler: Scheduler
@@ -95,15 +98,11 @@ class Scheduler:
         Look for NaN or Inf every this many batches (0: only at epoch ends);
         each check brings one number to the host.
     binarize : str or None
-        ``"dynamic"``: every batch's inputs (intensities in [0, 1]) are replaced
-        by a fresh Bernoulli sample, drawn on the host from a generator seeded
-        with ``(seed, epoch, batch)``, so a resumed run draws the same images
-        (dynamic binarization of MNIST for Bernoulli models, Burda et al. 2016).
-        Static binarization is done once on the data (``cortexsim.data.binarize``).
+        ``"dynamic"``: a fresh Bernoulli sample of every batch (``RunData``).
 
-    A rule with an ``evaluate(hierarchy, x)`` method (unsupervised rules such
-    as ``elbo``) adds ``validation_loss`` and ``test_loss`` to each epoch's
-    metrics, on the held-out inputs.
+    The data live in ``data`` (a ``RunData``). A rule whose capabilities declare
+    a ``held_out_loss`` (unsupervised rules such as ``elbo``) adds
+    ``validation_loss`` and ``test_loss`` to each epoch's metrics.
     """
 
     def __init__(
@@ -130,75 +129,26 @@ class Scheduler:
         rule.prepare(hierarchy)  # parameters a rule adds to the areas exist from the start
         self.batch_size = check_int(batch_size, "schedule.batch_size", minimum=1)
         self.check_every = check_int(check_every, "schedule.check_every")
-        if binarize is not None:
-            check_choice(binarize, ("dynamic",), "schedule.binarize")
-        self.binarize = binarize
         self.epochs = check_int(epochs, "schedule.epochs", minimum=1)
         self.seed = int(seed)
-        self.x_train = self._inputs(x_train, "x_train")
-        self.y_train = self._targets(y_train, len(x_train), "y_train")
-        self.x_test = None if x_test is None else self._inputs(x_test, "x_test")
-        self.labels_test = None if y_test is None else np.asarray(y_test)
-        self.x_val = None if x_val is None else self._inputs(x_val, "x_val")
-        self.labels_val = None if y_val is None else np.asarray(y_val)
+        self.data = RunData(hierarchy, x_train, y_train, x_val=x_val, y_val=y_val, x_test=x_test,
+                            y_test=y_test, binarize=binarize, seed=self.seed)
         self.callbacks: dict[str, list[tuple[int, int, str, Callable[[Event], Any]]]] = {
             slot: [] for slot in SLOTS
         }
+        for slot, order, name, operation in BUILT_IN:
+            self.attach(slot, operation, order=order, name=name)
         self.history: list[dict[str, float]] = []
         self.step = 0  # batches completed over the whole run
         self.epoch = 0  # the epoch in progress
         self.batch = 0  # the next batch of that epoch
         self.totals: dict[str, Any] = {}  # the epoch's running sums, on the backend
+        self.epoch_started = 0.0  # perf_counter at the start of this process's share of the epoch
         self.observers: list[Callable[[int, int, int, Any], None]] = []
 
-    # -- data ------------------------------------------------------------
-    def _inputs(self, x: np.ndarray, where: str) -> Any:
-        x = np.asarray(x)
-        n_0 = self.hierarchy[0].size
-        if x.ndim != 2 or x.shape[1] != n_0:
-            raise ConfigurationError(
-                f"{where}: expected shape (samples, {n_0}) to match area "
-                f"{self.hierarchy[0].name!r}, got {x.shape}"
-            )
-        return self.hierarchy.backend.asarray(x)
-
-    def _targets(self, y: np.ndarray | None, n: int, where: str) -> Any:
-        if y is None:
-            return None
-        y = np.asarray(y)
-        top = self.hierarchy.top
-        if len(y) != n:
-            raise ConfigurationError(f"{where}: {len(y)} targets for {n} inputs")
-        if y.ndim == 1:
-            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= top.size:
-                raise ConfigurationError(
-                    f"{where}: labels must be integers in [0, {top.size}) for the top "
-                    f"area {top.name!r} ({top.size} units)"
-                )
-            y = np.eye(top.size)[y]
-        elif y.ndim != 2 or y.shape[1] != top.size:
-            raise ConfigurationError(
-                f"{where}: expected labels (samples,) or targets (samples, {top.size}), got {y.shape}"
-            )
-        return self.hierarchy.backend.asarray(y)
-
     def batches(self, epoch: int, start_batch: int = 0) -> Any:
-        """Yield (batch index, x, y) for one epoch in a seed-fixed order, from batch ``start``."""
-        be = self.hierarchy.backend
-        n = self.x_train.shape[0]
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
-        order_device = be.asarray(order, dtype=be.xp.int64)
-        for batch, start in enumerate(range(0, n, self.batch_size)):
-            if batch < start_batch:
-                continue
-            # Clip the stop: the array API leaves out-of-bounds slice stops unspecified.
-            index = order_device[start : min(start + self.batch_size, n)]
-            x = be.xp.take(self.x_train, index, axis=0)
-            if self.binarize == "dynamic":
-                uniform = np.random.default_rng([self.seed, epoch, batch]).random(tuple(x.shape))
-                x = be.xp.astype(be.asarray(uniform) < x, be.dtype)
-            y = None if self.y_train is None else be.xp.take(self.y_train, index, axis=0)
-            yield batch, x, y
+        """Yield (batch index, x, y) for one epoch in a seed-fixed order, from batch ``start_batch``."""
+        return self.data.batches(epoch, self.batch_size, start_batch)
 
     # -- slots -------------------------------------------------------------
     def attach(self, slot: str, callback: Callable[[Event], Any], order: int = 0, name: str | None = None) -> None:
@@ -212,17 +162,23 @@ class Scheduler:
         entries.append((order, len(entries), label, callback))
         entries.sort(key=lambda entry: entry[:2])
 
+    def detach(self, name: str) -> None:
+        """Remove every operation called ``name`` (e.g. to replace a built-in one)."""
+        found = False
+        for slot, entries in self.callbacks.items():
+            kept = [entry for entry in entries if entry[2] != name]
+            found |= len(kept) != len(entries)
+            self.callbacks[slot] = kept
+        if not found:
+            names = sorted({entry[2] for entries in self.callbacks.values() for entry in entries})
+            raise ConfigurationError(
+                f"operation: nothing named {name!r} is scheduled{did_you_mean(name, names)}"
+            )
+
     def schedule(self) -> str:
         """A table of the slots in execution order and what runs in each."""
-        lines = [f"{'slot':<18} {'order':>5}  callback"]
+        lines = [f"{'slot':<18} {'order':>5}  operation"]
         for slot in SLOTS:
-            built_in = {
-                "after_inference": "rule.infer (before)",
-                "before_update": "rule.gradients (before)",
-                "after_learning": "optimizer.step (before)",
-            }
-            if slot in built_in:
-                lines.append(f"{slot:<18} {'':>5}  [{built_in[slot]}]")
             for order, _, label, _ in self.callbacks[slot]:
                 lines.append(f"{slot:<18} {order:>5}  {label}")
         return "\n".join(lines)
@@ -232,7 +188,8 @@ class Scheduler:
         ``t`` of every batch (``snapshot.activity(l)``, ``snapshot.error(l)``)."""
         self.observers.append(callback)
 
-    def _observer(self, epoch: int, step: int) -> Callable[[int, Any], None]:
+    def observer(self, epoch: int, step: int) -> Callable[[int, Any], None]:
+        """The ``observe`` callable inference gets for batch ``step`` of ``epoch``."""
         def observe(t: int, snapshot: Any) -> None:
             for callback in self.observers:
                 callback(step, epoch, t, snapshot)
@@ -265,56 +222,22 @@ class Scheduler:
         return self.history
 
     def _run_epoch(self, epoch: int) -> None:
-        be = self.hierarchy.backend
         if self.batch == 0:
             self.totals = {}
             self._fire(Event("epoch_start", self, epoch=epoch, step=self.step))
-        started = time.perf_counter()
+        self.epoch_started = time.perf_counter()
         for batch, x, y in self.batches(epoch, self.batch):
-            step = self.step
-            self._fire(Event("before_inference", self, epoch, batch, step, x, y))
-            if self.observers:
-                state = self.rule.infer(self.hierarchy, x, y, observe=self._observer(epoch, step))
-            else:
-                state = self.rule.infer(self.hierarchy, x, y)
-            self._fire(Event("after_inference", self, epoch, batch, step, x, y, state))
-            gradients = self.rule.gradients(self.hierarchy, state)
-            self._fire(Event("before_update", self, epoch, batch, step, x, y, state, gradients))
-            self.optimizer.step(self.hierarchy, gradients)
-            # Summed on the backend; brought to the host once per epoch.
-            if state.loss is not None:
-                self.totals["train_loss"] = self.totals.get("train_loss", 0.0) + state.loss
-            if state.energy is not None:
-                self.totals["energy"] = self.totals.get("energy", 0.0) + state.energy[-1]
-            if self.check_every and (step + 1) % self.check_every == 0:
-                check_finite(self.hierarchy, state, epoch, batch, self.rule.name)
-            self.step, self.batch = step + 1, batch + 1
-            self._fire(Event("after_learning", self, epoch, batch, step, x, y, state, gradients))
-        metrics: dict[str, float] = {"epoch": epoch + 1}
-        batches = max(self.batch, 1)
-        for name, total in self.totals.items():
-            metrics[name] = be.scalar(total) / batches
-            if not math.isfinite(metrics[name]):
-                raise DivergenceError(
-                    f"training diverged in epoch {epoch + 1}: the mean {name} of rule "
-                    f"{self.rule.name!r} is {metrics[name]}; lower the learning "
-                    f"rate or the inference step size"
-                )
-        check_parameters(self.hierarchy, epoch, self.rule.name)
-        if self.x_val is not None and self.labels_val is not None:
-            metrics["validation_accuracy"] = self.accuracy(self.x_val, self.labels_val)
-        if self.x_test is not None and self.labels_test is not None:
-            metrics["test_accuracy"] = self.accuracy(self.x_test, self.labels_test)
-        if self.rule.capabilities.held_out_loss:  # an unsupervised rule's loss on held-out inputs
-            for name, x in (("validation_loss", self.x_val), ("test_loss", self.x_test)):
-                if x is not None:
-                    metrics[name] = self.rule.evaluate(self.hierarchy, x)
-        # Wall time of this process's share of the epoch (training and evaluation,
-        # not the epoch_end callbacks); after a resume, only the resumed part.
-        metrics["seconds"] = time.perf_counter() - started
-        self.history.append(metrics)
+            event = Event("before_inference", self, epoch, batch, self.step, x, y)
+            for slot in BATCH_SLOTS:
+                if slot == "after_learning":  # the clock moves once the parameters have
+                    self.step, self.batch = event.step + 1, batch + 1
+                event = replace(event, slot=slot)
+                self._fire(event)
+        event = Event("evaluation", self, epoch=epoch, step=self.step)
+        self._fire(event)
+        self.history.append(event.metrics)
         self.epoch, self.batch, self.totals = epoch + 1, 0, {}
-        self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=metrics))
+        self._fire(Event("epoch_end", self, epoch=epoch, step=self.step, metrics=event.metrics))
 
     # -- state for checkpoints --------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -347,13 +270,5 @@ class Scheduler:
         }
 
     def accuracy(self, x: Any, labels: np.ndarray, batch_size: int = 1000) -> float:
-        """Fraction of ``labels`` matched by the argmax of the feedforward sweep."""
-        be = self.hierarchy.backend
-        correct = 0
-        for start in range(0, x.shape[0], batch_size):
-            # Both axes and an in-bounds stop: the array API requires them.
-            stop = min(start + batch_size, x.shape[0])
-            out = feedforward(self.hierarchy, x[start:stop, :]).output
-            guess = be.to_numpy(be.xp.argmax(out, axis=1))
-            correct += int(np.sum(guess == labels[start : start + batch_size]))
-        return correct / x.shape[0]
+        """Fraction of ``labels`` matched by the argmax of the feedforward sweep on ``x``."""
+        return accuracy(self.hierarchy, x, labels, batch_size)
