@@ -2,7 +2,8 @@
 
 A model is a stack of cortical areas (``HierarchySpec`` describes it,
 ``build`` puts it on a backend); a rule infers activities and proposes weight
-updates; a ``Scheduler`` runs the phase loop.
+updates; a ``Simulator`` holds one run (model, rule, optimizer, data, probes,
+checkpoints) and its ``Scheduler`` runs the phase loop.
 """
 
 __version__ = "0.1.0"  # first, so submodules can import it
@@ -27,6 +28,7 @@ from .recording import open_recording as open  # noqa: A001 - cortexsim.open(pat
 from .rules import ELBO, Backprop, PredictiveCoding, make_rule
 from .sim.recorded import run_recorded
 from .sim.scheduler import Scheduler
+from .sim.simulator import Simulator
 from .model.spec import AreaSpec, HierarchySpec
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "Momentum",
     "Adam",
     "make_optimizer",
+    "Simulator",
     "Scheduler",
     "Probe",
     "Recorder",

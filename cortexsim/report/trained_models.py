@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from ..analysis.disentanglement import beta_vae_score, dci, mig
-from ..sim.checkpoint import load_checkpoint
 from ..data import binarize, load
 from ..data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
-from ..model.hierarchy import Hierarchy, build
+from ..model.hierarchy import Hierarchy
 from ..inference import feedforward, log_likelihood_estimate
 from ..inference.variational import decode, forward, sigmoid, stochastic_areas
 from ..rules import RULES, Rule, make_rule
 from ..sim.recorded import checkpoint_path
+from ..sim.simulator import Simulator
 
 __all__ = [
     "FACTOR_DATASETS", "FACTOR_SEED", "cached", "decoded_means", "disentanglement", "held_out",
@@ -69,11 +69,9 @@ def restore(out: Path, study: dict[str, Any], label: str, seed: int) -> tuple[Hi
     """The trained hierarchy (NumPy) and a fresh rule object of one run, from its checkpoint."""
     plan = study["plan"]
     entry = variational_labels(study)[label]
-    rule = _rule(entry)
-    hierarchy = build(plan["model"], backend="numpy", dtype=plan["schedule"]["dtype"], seed=seed)
-    state, _ = load_checkpoint(checkpoint_path(out / label / f"seed{seed}.h5"))
-    hierarchy.load_parameters(state["parameters"])
-    return hierarchy, rule
+    sim = Simulator.trained(plan["model"], _rule(entry), checkpoint_path(out / label / f"seed{seed}.h5"),
+                            dtype=plan["schedule"]["dtype"], seed=seed, rule_state=False)
+    return sim.hierarchy, sim.rule
 
 
 def study_dataset(data: dict[str, Any]) -> Any:

@@ -243,15 +243,21 @@ class Recorder:
         }
 
     def _run_end(self, event: Event) -> None:
+        self.close(event.error)
+
+    def close(self, error: BaseException | None = None, *, ran: bool = True) -> None:
+        """Flush and close the file: complete when the run ended without ``error``,
+        diverged on a ``DivergenceError``, otherwise (or when it never ``ran``)
+        left partial and resumable from the last checkpoint. Closing twice is harmless."""
         if self.writer is None or not self.writer.file.id.valid:
             return
         try:
             self.flush()
         finally:
             self._pool.shutdown(wait=True)
-            if event.error is None:
+            if error is None and ran:
                 status = "complete"
-            elif isinstance(event.error, DivergenceError):
+            elif isinstance(error, DivergenceError):
                 status = "diverged"
             else:
                 status = "running"  # interrupted: resumable from the last checkpoint

@@ -13,31 +13,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sim.checkpoint import load_checkpoint
 from ..data import binarize, load
 from ..errors import ConfigurationError, CortexsimError, DivergenceError
 from ..experiments import EXPERIMENTS, save_result
-from ..model.hierarchy import build
 from ..optim import make_optimizer
-from ..sim.probes import Probe, unsupported
 from ..recording import partial_path
-from ..sim.recorded import checkpoint_path, run_recorded
+from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
-from .plan import RunSpec, StudyPlan
+from ..sim.simulator import Simulator
 from ..validation import check_int
+from .plan import RunSpec, StudyPlan
 
-__all__ = ["run_study", "applicable_probes", "INDEX"]
+__all__ = ["run_study", "INDEX"]
 
 INDEX = "study.json"
-
-
-def applicable_probes(rule: Any, hierarchy: Any, probes: Sequence[Probe]) -> list[Probe]:
-    """The probes that mean something for this rule, by its declared capabilities
-    (no energy without relaxation, no update of a weight the rule does not learn,
-    alignment in the discriminative setting only): ``probes.unsupported``."""
-    learned = rule.learned_parameters(hierarchy)
-    return [p for p in probes
-            if unsupported(p, rule.name, rule.capabilities, learned, hierarchy) is None]
 
 
 def _write_index(out: Path, index: dict[str, Any]) -> None:
@@ -82,40 +71,37 @@ def run_one(
     """Run one rule x seed of ``plan`` to ``OUT/LABEL/seedS.h5``; returns its
     index entry (status, history, error)."""
     recording = out / spec.label / f"seed{seed}.h5"
+    schedule = plan.schedule
     if resume and recording.exists() and not partial_path(recording).exists():
         if _missing_experiments(plan, out, spec, seed):  # e.g. added to the study since
-            hierarchy = _trained(plan, out, spec, seed, backend)
-            _run_experiments(plan, out, spec, seed, hierarchy, spec.make_rule())
+            sim = Simulator.trained(plan.model, spec.make_rule(), checkpoint_path(recording),
+                                    backend=backend, dtype=schedule["dtype"], seed=seed, rule_state=False)
+            _run_experiments(plan, out, spec, seed, sim)
         return {"status": "complete"}
-    schedule = plan.schedule
     x, y, x_val, y_val, x_test, y_test = _data(plan, seed, data_dir)
-    if not spec.supervised:  # a generative rule models the images alone
-        y = y_val = y_test = None
-    hierarchy = build(plan.model, backend=backend, dtype=schedule["dtype"], seed=seed)
-    rule = spec.make_rule()
-    scheduler = Scheduler(
-        hierarchy, rule, make_optimizer(**spec.optimizer), x, y,
-        batch_size=schedule["batch_size"], epochs=schedule["epochs"], seed=seed,
-        x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val,
+    config = {"study": plan.to_dict(), "label": spec.label, "seed": seed, "backend": backend}
+    sim = Simulator(
+        plan.model, spec.make_rule(), make_optimizer(**spec.optimizer),
+        {"x_train": x, "y_train": y, "x_val": x_val, "y_val": y_val, "x_test": x_test, "y_test": y_test},
+        backend=backend, dtype=schedule["dtype"], seed=seed,
+        batch_size=schedule["batch_size"], epochs=schedule["epochs"],
         binarize="dynamic" if plan.data.get("binarize") == "dynamic" else None,
+        probes=plan.probes, unsupported_probes="skip", recording=recording,
+        checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
     )
     if progress is not None:
-        progress(f"{spec.label} seed {seed}", scheduler)
-    config = {"study": plan.to_dict(), "label": spec.label, "seed": seed, "backend": backend}
+        progress(f"{spec.label} seed {seed}", sim.scheduler)
     entry: dict[str, Any] = {}
     try:
-        run_recorded(
-            scheduler, recording, applicable_probes(rule, hierarchy, plan.probes),
-            checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
-        )
+        sim.run()
         entry["status"] = "complete"
-        _run_experiments(plan, out, spec, seed, hierarchy, rule)
+        _run_experiments(plan, out, spec, seed, sim)
     except DivergenceError as exc:
         entry["status"], entry["error"] = "diverged", str(exc)
     except CortexsimError as exc:
         entry["status"], entry["error"] = "failed", str(exc)
     finally:
-        entry["history"] = scheduler.history
+        entry["history"] = sim.history
     return entry
 
 
@@ -127,22 +113,14 @@ def _missing_experiments(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -
     return [kind for kind, _ in plan.experiments if not _experiment_path(out, spec, seed, kind).exists()]
 
 
-def _trained(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: str) -> Any:
-    """The hierarchy of a complete run, with the final weights of its checkpoint."""
-    hierarchy = build(plan.model, backend=backend, dtype=plan.schedule["dtype"], seed=seed)
-    state, _ = load_checkpoint(checkpoint_path(out / spec.label / f"seed{seed}.h5"))
-    hierarchy.load_parameters(state["parameters"])
-    return hierarchy
-
-
-def _run_experiments(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, hierarchy: Any, rule: Any) -> None:
+def _run_experiments(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, sim: Simulator) -> None:
     """Run the study's [[experiments]] on a trained model; each saved beside the recording."""
     for kind, settings in plan.experiments:
         path = _experiment_path(out, spec, seed, kind)
         if not path.exists():
             run = EXPERIMENTS[kind].run
             extra = {"data": dict(plan.data)} if "data" in inspect.signature(run).parameters else {}
-            result = run(hierarchy, rule, seed=seed, **settings, **extra)
+            result = run(sim.hierarchy, sim.rule, seed=seed, **settings, **extra)
             save_result(result, path)
 
 
