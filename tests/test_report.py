@@ -16,7 +16,7 @@ from cortexsim import plots
 from cortexsim.data import load
 from cortexsim.sim.probes import Probe
 from cortexsim.report.summary import compare_table, write_report
-from cortexsim.report.folder import load_study
+from cortexsim.report.folder import read_study_folder
 
 SEEDS = (0, 1)
 EPOCHS = 3
@@ -141,7 +141,7 @@ def test_incomplete_runs_are_listed_but_excluded(studies):
     assert (out / "report" / "energy.png").is_file() and (
         out / "report" / "alignment.png"
     ).is_file()
-    _, runs = load_study(out)
+    _, runs = read_study_folder(out)
     assert [r.included for r in runs] == [True, False]
 
 

@@ -1,7 +1,7 @@
 """A study folder read back: ``OUT/study.json`` (docs/studies.md) and the
 recording of every run it names, as one ``RunData`` per rule x seed.
 
-``load_study(OUT)`` reads the metrics of every run, and the alignment and
+``read_study_folder(OUT)`` reads the metrics of every run, and the alignment and
 energy probes of complete ones; a run that cannot enter a report's aggregates
 (no recording, unreadable, incomplete, not complete, no test metric) keeps the
 reason in ``RunData.problem``. The report (``report``, ``report_generative``,
@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import CortexsimError, FormatError
 from ..recording import open_recording, partial_path
 
-__all__ = ["RunData", "load_study"]
+__all__ = ["RunData", "read_study_folder"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
     return run
 
 
-def load_study(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[RunData]]:
+def read_study_folder(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[RunData]]:
     """Read ``OUT/study.json`` and every run's recording (metrics, alignment, energy)."""
     out = Path(out_dir)
     study_file = out / "study.json"

@@ -1,7 +1,7 @@
 """Study reports: figures and a Markdown summary from a study folder's recordings.
 
 ``write_report(OUT)`` reads ``OUT/study.json`` (docs/studies.md) and the
-recordings it names (``study_folder.load_study``), and writes ``OUT/report/``:
+recordings it names (``folder.read_study_folder``), and writes ``OUT/report/``:
 ``summary.md``, ``learning_curves.png`` and, when some run recorded them,
 ``alignment.png`` and ``energy.png``. ``compare_table([OUT, ...])`` sets several studies' rules
 against their backprop baseline. Only complete runs enter the aggregates; the
@@ -21,7 +21,7 @@ from .. import plots
 from ..analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
 from ..experiments.report import experiment_sections
 from .generative import generative_sections
-from .folder import RunData, load_study
+from .folder import RunData, read_study_folder
 from .trained_models import variational_labels
 
 __all__ = ["compare_table", "write_report"]
@@ -193,7 +193,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
     """Write ``OUT/report/`` (summary.md and figures) for the study in ``out_dir``;
     returns the path of ``summary.md``."""
     out = Path(out_dir)
-    study, runs = load_study(out)
+    study, runs = read_study_folder(out)
     name = str(study.get("name") or out.name)
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
@@ -279,7 +279,7 @@ def compare_table(out_dirs: Sequence[str | os.PathLike[str]]) -> str:
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for out in out_dirs:
-        study, runs = load_study(out)
+        study, runs = read_study_folder(out)
         name = str(study.get("name") or Path(out).name)
         rows = [row for row in _summary_rows(runs) if row["seeds"] > 0]
         reference = sorted(
