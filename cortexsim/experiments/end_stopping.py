@@ -148,8 +148,8 @@ def _stimuli(canvas: np.ndarray, layout: Mapping[str, Any], contrast: float) -> 
 
 def _error_units(hierarchy: Hierarchy, x: Any, level: int, relaxation: Relaxation, units: slice) -> np.ndarray:
     be = hierarchy.backend
-    relax_generative(hierarchy, x, relaxation)
-    return np.abs(be.to_numpy(hierarchy[level].eps)[:, units])
+    state = relax_generative(hierarchy, x, relaxation)
+    return np.abs(be.to_numpy(state.eps[level])[:, units])
 
 
 def _indices(responses: np.ndarray, lengths: np.ndarray, short_max: int,

@@ -5,7 +5,8 @@ stochastic (variational) areas with importance-weighted likelihood estimates."""
 from .amortized import feedforward
 from .predictive_coding import Relaxation, relax_discriminative, relax_generative
 from .state import State, Sweep
+from .workspace import Workspace
 from .importance import log_likelihood_estimate
 
 __all__ = ["feedforward", "Relaxation", "relax_discriminative", "relax_generative", "State", "Sweep",
-           "log_likelihood_estimate"]
+           "Workspace", "log_likelihood_estimate"]

@@ -22,6 +22,9 @@ predictions flow down the generative path,
 The energy is reported per sample (mean over the batch); the trace holds the
 starting energy and the energy after every step. Everything constant while the
 input is clamped (the first area's prediction) is computed once per batch.
+The loops write into preallocated arrays of a ``Workspace`` (``workspace.py``)
+and return their result as a ``State``; ``reference.py`` computes the same
+relaxation plainly, and a test holds the two equal.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..model.priors import Prior
 from ..validation import check_choice, check_int, check_number
 from .amortized import feedforward
 from .state import State
+from .workspace import Workspace
 
 __all__ = ["Relaxation", "relax_discriminative", "relax_generative", "INITS"]
 
@@ -127,6 +131,7 @@ def relax_discriminative(
     loss: Loss,
     settings: Relaxation,
     observe: Observer | None = None,
+    workspace: Workspace | None = None,
 ) -> State:
     """Relax the latent areas with input ``x`` and target ``y`` clamped.
 
@@ -146,12 +151,23 @@ def relax_discriminative(
         ``observe(t, snapshot)`` after the errors of step ``t`` are computed,
         for recording the dynamics; ``snapshot.activity(l)`` and
         ``snapshot.error(l)`` give area ``l``'s current values.
+    workspace : Workspace, optional
+        Where the loop's arrays and the returned state live; by default the
+        hierarchy's own (``Workspace.of(hierarchy)``). The state's arrays stay
+        valid until the next relaxation with the same workspace.
+
+    Returns
+    -------
+    State
+        The relaxed activities, errors and energy trace; the areas are not changed.
     """
     be = hierarchy.backend
     areas = hierarchy.areas
     top = len(areas) - 1
     batch = x.shape[0]
-    buf = hierarchy.buffer
+    workspace = Workspace.of(hierarchy) if workspace is None else workspace
+    workspace.check(hierarchy)
+    buf = workspace.array
     loss.check_output(areas[top].activation, areas[top].name)
     sweep = feedforward(hierarchy, x)
 
@@ -275,8 +291,6 @@ def relax_discriminative(
             mu[l] += pred[l]
     if top > 1:
         g[1] = eps[1] if fprime[1] is None else multiply(eps[1], fprime[1], out=g[1])
-    for l in range(1, top):
-        areas[l].mu, areas[l].eps = mu[l], eps[l]
     presynaptic = sweep.h if settings.fixed_prediction else mu
     return State(
         mode="discriminative",
@@ -308,6 +322,7 @@ def relax_generative(
     settings: Relaxation,
     observe: Observer | None = None,
     start: Sequence[Any] | None = None,
+    workspace: Workspace | None = None,
 ) -> State:
     """Infer the latent areas that best explain data ``x`` through the generative path.
 
@@ -327,6 +342,13 @@ def relax_generative(
         ``(batch, n_l)`` on the backend; they replace ``settings.init``, e.g.
         to carry expectations over from a previous relaxation (``State.mu``
         of an earlier call may be passed as is).
+    workspace : Workspace, optional
+        As in ``relax_discriminative``.
+
+    Returns
+    -------
+    State
+        The relaxed activities, errors and energy trace; the areas are not changed.
     """
     if settings.fixed_prediction:
         raise ConfigurationError(
@@ -337,7 +359,9 @@ def relax_generative(
     areas = hierarchy.areas
     top = len(areas) - 1
     batch = x.shape[0]
-    buf = hierarchy.buffer
+    workspace = Workspace.of(hierarchy) if workspace is None else workspace
+    workspace.check(hierarchy)
+    buf = workspace.array
 
     def shape(l: int) -> tuple[int, int]:
         return (batch, areas[l].size)
@@ -390,10 +414,6 @@ def relax_generative(
             d *= settings.step_size
             mu[l] += d
         steps_taken = t + 1
-    for l in range(1, top + 1):
-        areas[l].mu = mu[l]
-        areas[l].eps = eps[l] if l < top else None
-    areas[0].mu, areas[0].eps = x, eps[0]
     return State(
         mode="generative",
         sweep=sweep,

@@ -5,9 +5,9 @@ An area ``l >= 1`` owns
 - ``W_ff`` (n_below, n) and ``b_ff`` (n,): recognition weights, bottom-up,
   ``mu_hat[l] = f(mu[l-1] @ W_ff + b_ff)``;
 - ``W_fb`` (n, n_below) and ``b_fb`` (n_below,): generative weights, top-down,
-  ``pred[l-1] = phi(mu[l]) @ W_fb + b_fb``;
-- ``mu`` (batch, n): its latent activities, and ``eps`` (batch, n): its
-  precision-weighted prediction errors, as the last inference left them.
+  ``pred[l-1] = phi(mu[l]) @ W_fb + b_fb``.
+
+Activities and errors are not kept here: inference returns them in a ``State``.
 
 Area 0 is the data: it has no weights and its activities are the clamped input.
 """
@@ -55,8 +55,6 @@ class Area:
         self.b_ff: Any = parameters.get("b_ff")
         self.W_fb: Any = parameters.get("W_fb")
         self.b_fb: Any = parameters.get("b_fb")
-        self.mu: Any = None
-        self.eps: Any = None
         self.extra_parameters: list[str] = []
         for name, value in parameters.items():  # e.g. the log-variance heads of variational areas
             if name not in PARAMETER_NAMES:

@@ -203,8 +203,6 @@ class ELBO(Rule):
             for l in range(1, top + 1)
         ]
         mu = [p.z[l] if p.z[l] is not None else p.h[l] for l in range(top + 1)]
-        for l, area in enumerate(hierarchy.areas):
-            area.mu, area.eps = mu[l], eps[l]
         return State(
             mode="variational", sweep=Sweep(a=p.a, h=p.mean), mu=mu, eps=eps,
             presynaptic=[None] + p.h[:-1], errors=[None] * (top + 1),

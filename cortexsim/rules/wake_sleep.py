@@ -259,8 +259,6 @@ class WakeSleep(Rule):
         trace = be.zeros((1,))
         trace[0] = energy * (1.0 / batch)
         eps.append(None)
-        for l in range(top + 1):
-            areas[l].mu, areas[l].eps = mu[l], eps[l]
         return State(
             mode="wake_sleep",
             sweep=Sweep(a=a, h=means),
