@@ -3,6 +3,10 @@
 ``step(hierarchy, gradients)`` changes the hierarchy's parameters in place
 (``theta <- theta - update``), writing through preallocated buffers so a step
 allocates nothing after the first.
+
+Settings errors name ``optimizer.KEY``; a study validating inside
+``located("rules[0].optimizer", owner="optimizer")`` (cortexsim.validation)
+has them name the table the user wrote.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import ConfigurationError, did_you_mean
+from .errors import did_you_mean
 from .model.hierarchy import Hierarchy, ParameterKey
-from .validation import check_number
+from .validation import check_number, invalid
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer"]
 
@@ -31,7 +35,7 @@ class Optimizer:
         self.lr = check_number(lr, "optimizer.lr", positive=True)
         self.weight_decay = check_number(weight_decay, "optimizer.weight_decay")
         if self.weight_decay < 0:
-            raise ConfigurationError(f"optimizer.weight_decay: must be >= 0, got {weight_decay!r}")
+            raise invalid("optimizer.weight_decay", f"must be >= 0, got {weight_decay!r}")
         self.steps = 0
         self.slots: dict[tuple[str, ParameterKey], Any] = {}
         self._backend: Any = None
@@ -154,8 +158,9 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 def make_optimizer(name: str, **settings: Any) -> Optimizer:
     """Construct an optimizer by name with keyword settings."""
     if name not in OPTIMIZERS:
-        raise ConfigurationError(
-            f"optimizer.name: unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}"
-            f"{did_you_mean(name, OPTIMIZERS)}"
+        raise invalid(
+            "optimizer.name",
+            f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}"
+            f"{did_you_mean(name, OPTIMIZERS)}",
         )
     return OPTIMIZERS[name](**settings)

@@ -18,12 +18,10 @@ of ``run``); they run on every complete run and are saved as
 
 from __future__ import annotations
 
-import inspect
 from types import ModuleType
 from typing import Any
 
-from ..errors import ConfigurationError
-from ..validation import check_choice, check_keys
+from ..validation import check_choice, check_keys, invalid, located, settings_keys
 from .base import ExperimentResult, load_result, save_result
 
 EXPERIMENTS: dict[str, ModuleType] = {}
@@ -37,16 +35,21 @@ def register(name: str, module: ModuleType) -> None:
 
 
 def settings_of(table: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """Validate one ``[[experiments]]`` table; returns ``(kind, settings)``."""
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{where}: expected an [[experiments]] table, got {table!r}")
-    if "kind" not in table:
-        raise ConfigurationError(f"{where}.kind: required key is missing; one of {', '.join(EXPERIMENTS)}")
-    check_choice(table["kind"], tuple(EXPERIMENTS), f"{where}.kind")
-    parameters = inspect.signature(EXPERIMENTS[table["kind"]].run).parameters
-    accepted = tuple(name for name, p in parameters.items()
-                     if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("seed", "data"))
-    check_keys(table, ("kind",) + accepted, where)
+    """Validate one ``[[experiments]]`` table; returns ``(kind, settings)``.
+
+    Errors name ``where`` (``experiments[0]``), resolved against any
+    enclosing ``located`` block (cortexsim.validation)."""
+    with located(where, owner="experiment"):
+        if not isinstance(table, dict):
+            raise invalid("experiment", f"expected an [[experiments]] table, got {table!r}")
+        if "kind" not in table:
+            raise invalid("experiment.kind",
+                          f"required key is missing; one of {', '.join(EXPERIMENTS)}")
+        check_choice(table["kind"], tuple(EXPERIMENTS), "experiment.kind")
+        # the settings are run's keyword-only arguments; the runner passes seed and data
+        accepted = settings_keys(EXPERIMENTS[table["kind"]].run, keyword_only=True,
+                                 exclude=("seed", "data"))
+        check_keys(table, ("kind",) + accepted, "experiment")
     return table["kind"], {k: v for k, v in table.items() if k != "kind"}
 
 

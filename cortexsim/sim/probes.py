@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..inference import State
 from ..rules import Capabilities
-from ..validation import check_choice, check_int, check_keys
+from ..validation import check_choice, check_int, check_keys, invalid, located
 
 __all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment", "unsupported"]
 
@@ -88,45 +87,54 @@ class Probe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "probe") -> Probe:
         """Build from a plain mapping (a TOML table), naming ``where`` in errors."""
-        check_keys(data, cls.KEYS, where)
-        if "quantity" not in data:
-            raise ConfigurationError(f"{where}.quantity: required key is missing")
-        probe = cls(**data)
-        probe.validate(where)
+        with located(where, owner="probe"):
+            check_keys(data, cls.KEYS, "probe")
+            if "quantity" not in data:
+                raise invalid("probe.quantity", "required key is missing")
+            probe = cls(**data)
+            probe.validate()
         return probe
 
     def validate(self, where: str = "probe", hierarchy: Hierarchy | None = None) -> None:
-        """Check the fields, and the target against ``hierarchy`` when given."""
-        check_choice(self.quantity, QUANTITIES, f"{where}.quantity")
-        check_int(self.every, f"{where}.every", minimum=1)
-        check_choice(self.every_unit, ("batch", "epoch"), f"{where}.every_unit")
-        check_int(self.samples, f"{where}.samples", minimum=1)
-        check_int(self.inference_every, f"{where}.inference_every")
+        """Check the fields, and the target against ``hierarchy`` when given;
+        errors name ``where`` (``probes[0]``), resolved against any enclosing
+        ``located`` block (cortexsim.validation)."""
+        with located(where, owner="probe"):
+            self._validate(hierarchy)
+
+    def _validate(self, hierarchy: Hierarchy | None) -> None:
+        check_choice(self.quantity, QUANTITIES, "probe.quantity")
+        check_int(self.every, "probe.every", minimum=1)
+        check_choice(self.every_unit, ("batch", "epoch"), "probe.every_unit")
+        check_int(self.samples, "probe.samples", minimum=1)
+        check_int(self.inference_every, "probe.inference_every")
         if self.inference_every and self.quantity not in ("activity", "error"):
-            raise ConfigurationError(
-                f"{where}.inference_every: only activity and error probes record inside "
-                f"inference; {self.quantity!r} is taken once per batch"
+            raise invalid(
+                "probe.inference_every",
+                f"only activity and error probes record inside inference; "
+                f"{self.quantity!r} is taken once per batch",
             )
         if self.quantity == "metric":
-            check_choice(self.target, METRICS, f"{where}.target")
+            check_choice(self.target, METRICS, "probe.target")
         if hierarchy is None:
             return
         names = [area.name for area in hierarchy.areas]
         if self.quantity in PER_SAMPLE:
-            check_choice(self.target, names, f"{where}.target")
+            check_choice(self.target, names, "probe.target")
         elif self.quantity == "alignment":
-            check_choice(self.target, names[1:] + ["all"], f"{where}.target")
+            check_choice(self.target, names[1:] + ["all"], "probe.target")
         elif self.quantity in ("weights", "update"):
             parameters = [f"{a}.{p}" for a, p in hierarchy.parameters()]
-            check_choice(self.target, parameters, f"{where}.target")
+            check_choice(self.target, parameters, "probe.target")
         elif self.quantity == "kl":
             stochastic = [area.name for area in hierarchy.areas if area.spec.stochastic]
             if self.target in names and self.target not in stochastic:
-                raise ConfigurationError(
-                    f"{where}.target: area {self.target!r} is not stochastic, so it has no KL "
-                    f"term; stochastic areas: {', '.join(stochastic) or 'none'}"
+                raise invalid(
+                    "probe.target",
+                    f"area {self.target!r} is not stochastic, so it has no KL term; "
+                    f"stochastic areas: {', '.join(stochastic) or 'none'}",
                 )
-            check_choice(self.target, stochastic, f"{where}.target")
+            check_choice(self.target, stochastic, "probe.target")
 
     def to_json(self) -> str:
         """The declaration as JSON (stored with the recording)."""

@@ -7,7 +7,6 @@ file and the key path (``rules[1].inference.steps``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,9 @@ from ..sim.probes import Probe
 from ..report.options import REPORT_OPTIONS, report_options
 from ..rules import RULES, Capabilities, Rule, make_rule
 from ..model.spec import HierarchySpec
-from ..validation import check_choice, check_int, check_keys, check_number
+from ..validation import (
+    check_choice, check_int, check_keys, check_number, invalid, located, settings_keys,
+)
 
 __all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
 
@@ -165,16 +166,19 @@ def _schedule(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The optimizer settings at ``where`` (relative to the current location),
+    merged over ``base``; the optimizer's own checks name ``where``'s keys."""
+    if not isinstance(table, Mapping):
+        with located(where, owner="optimizer"):
+            raise invalid("optimizer", f"expected a table of settings, got {table!r}")
     merged = {"name": "adam", "lr": 1e-3} if base is None else dict(base)
     if "name" in table and base is not None and table["name"] != base["name"]:
         merged = {"name": table["name"], "lr": base["lr"]}
     merged.update(table)
-    check_choice(merged["name"], tuple(OPTIMIZERS), f"{where}.name")
-    check_keys(table, _OPTIMIZER_KEYS[merged["name"]], where)
-    try:
+    with located(where, owner="optimizer"):
+        check_choice(merged["name"], tuple(OPTIMIZERS), "optimizer.name")
+        check_keys(table, _OPTIMIZER_KEYS[merged["name"]], "optimizer")
         OPTIMIZERS[merged["name"]](**{k: v for k, v in merged.items() if k != "name"})
-    except ConfigurationError as exc:
-        raise ConfigurationError(str(exc).replace("optimizer.", f"{where}.", 1)) from None
     return merged
 
 
@@ -185,33 +189,28 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
     if "rule" not in table:
         raise ConfigurationError(f"{where}.rule: required key is missing; one of {', '.join(RULES)}")
     check_choice(table["rule"], tuple(RULES), f"{where}.rule")
-    # A rule's settings are its constructor's keyword arguments.
-    accepted = tuple(inspect.signature(RULES[table["rule"]]).parameters)
-    check_keys(table, ("rule", "label", "optimizer") + accepted, where)
-    label = table.get("label", table["rule"])
-    if not isinstance(label, str) or not label or "/" in label:
-        raise ConfigurationError(f"{where}.label: expected a name without '/', got {label!r}")
-    settings = {k: v for k, v in table.items() if k not in ("rule", "label", "optimizer")}
-    if "mode" in settings:
-        check_choice(settings["mode"], ("discriminative", "generative"), f"{where}.mode")
-    if "inference" in settings:
-        check_keys(settings["inference"], ("steps", "step_size", "tolerance", "init", "fixed_prediction"),
-                   f"{where}.inference")
-        settings["inference"] = dict(settings["inference"])
-    rule_optimizer = _optimizer(table.get("optimizer", {}), f"{where}.optimizer", optimizer)
-    try:
-        rule = make_rule(table["rule"], **settings)  # the rule's own checks, before anything runs
-    except ConfigurationError as exc:
-        message = str(exc)
-        for prefix in ("rule.", "inference."):
-            if message.startswith(prefix):
-                message = f"{where}.{message}" if prefix == "inference." else f"{where}.{message[len(prefix):]}"
-                break
-        else:
-            message = f"{where}: {message}"
-        raise ConfigurationError(message) from None
-    except TypeError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
+    # Inside, "rule" is the rule's own name for this table, so the checks
+    # below and the rule's (``rule.beta``, ``inference.steps``) name rules[i];
+    # hence the key called ``rule`` is checked above, with its full path.
+    with located(where, owner="rule"):
+        accepted = settings_keys(RULES[table["rule"]])  # a rule's settings: its constructor's arguments
+        check_keys(table, ("rule", "label", "optimizer") + accepted, "rule")
+        label = table.get("label", table["rule"])
+        if not isinstance(label, str) or not label or "/" in label:
+            raise invalid("label", f"expected a name without '/', got {label!r}")
+        settings = {k: v for k, v in table.items() if k not in ("rule", "label", "optimizer")}
+        if "mode" in settings:
+            check_choice(settings["mode"], ("discriminative", "generative"), "mode")
+        if "inference" in settings:
+            check_keys(settings["inference"],
+                       ("steps", "step_size", "tolerance", "init", "fixed_prediction"), "inference")
+            settings["inference"] = dict(settings["inference"])
+        rule_optimizer = _optimizer(table.get("optimizer", {}), "optimizer", optimizer)
+        try:
+            # the rule's own checks, before anything runs
+            rule = make_rule(table["rule"], **settings)
+        except TypeError as exc:
+            raise invalid("rule", str(exc)) from None
     return RunSpec(label=label, rule=table["rule"], settings=settings, optimizer=rule_optimizer,
                    capabilities=rule.capabilities)
 
