@@ -11,13 +11,11 @@ Imports nothing heavy, so validating a study does not load matplotlib.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigurationError
 from ..validation import check_int, check_keys
 
-if TYPE_CHECKING:  # study.py imports this module
-    from ..study.plan import RunSpec
 
 __all__ = ["DISENTANGLEMENT_DEFAULTS", "LOG_LIKELIHOOD_DEFAULTS", "REPORT_OPTIONS", "report_options"]
 
@@ -31,9 +29,11 @@ REPORT_OPTIONS = {
 }
 
 
-def report_options(outputs: Mapping[str, Any], rules: Sequence[RunSpec], dataset: Any) -> dict[str, Any]:
+def report_options(outputs: Mapping[str, Any], rules: Sequence[Any], dataset: Any) -> dict[str, Any]:
     """``outputs.log_likelihood`` and ``outputs.disentanglement``: true (defaults),
-    false (off) or a table of the keys in ``REPORT_OPTIONS``."""
+    false (off) or a table of the keys in ``REPORT_OPTIONS``. ``rules`` are the
+    study's rules, each with a ``label``, a ``rule`` name and its declared
+    ``capabilities`` (a study plan's ``RunSpec``)."""
     options: dict[str, Any] = {}
     for option, minimums in REPORT_OPTIONS.items():
         if option not in outputs:

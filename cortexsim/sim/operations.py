@@ -22,14 +22,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import DivergenceError
 from .data import accuracy
 from .divergence import check_finite, check_parameters
 
-if TYPE_CHECKING:
-    from .scheduler import Event
+# Each operation takes the scheduler's ``Event`` (slot, position, batch, state,
+# gradients, metrics) and may fill it in; typed ``Any`` here because the
+# scheduler imports this module.
+Event = Any
 
 __all__ = ["BUILT_IN"]
 
