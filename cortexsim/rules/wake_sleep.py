@@ -107,6 +107,10 @@ _STANDARD_GAUSSIAN = Prior("gaussian", 0.0, 1.0)
 class WakeSleep(Rule):
     """Wake–sleep learning of a Helmholtz machine with Gaussian units.
 
+    Longer than most rules on purpose: the wake pass, the sleep pass (dreams
+    drawn top-down) and the two local updates they feed are one algorithm,
+    kept in one class so it reads in the order of Hinton et al.'s paper.
+
     Parameters
     ----------
     sleep_samples : int or None
