@@ -219,6 +219,14 @@ def relax_discriminative(
     converged: bool | None = None if settings.tolerance is None else False
     steps_taken = 0
     loss_value: Any = None
+    # State.loss is the sweep's loss. From a zero start the first evaluated top
+    # prediction comes from zero activity below, not from the sweep, so the
+    # sweep's loss is evaluated on its own.
+    feedforward_loss: Any = None
+    if settings.init == "zeros" and not fixed and top > 1:
+        feedforward_loss = loss.evaluate(
+            be, sweep.a[top], sweep.h[top], fprime[top], y, buf("pc.g_sweep", top, shape(top))
+        )
     # Errors start at the top and move down one area per step when inference
     # starts from the sweep: areas below ``frontier`` still sit exactly at the
     # sweep, so their predictions need no recomputing and their zero errors
@@ -262,7 +270,7 @@ def relax_discriminative(
                 g[l] = e if fprime[l] is None else multiply(e, fprime[l], out=g[l])
         if t == 0 or not fixed:
             loss_value = loss.evaluate(be, a[top], pred[top], fprime[top], y, g[top])
-            if t == 0:
+            if t == 0 and feedforward_loss is None:
                 feedforward_loss = loss_value
             if precision[top] != 1.0:
                 g[top] *= precision[top]
