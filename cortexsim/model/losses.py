@@ -17,6 +17,7 @@ from typing import Any
 
 from ..backend import Backend
 from ..errors import ConfigurationError, did_you_mean
+from ..validation import invalid
 from .nonlinear import Activation
 
 __all__ = ["Loss", "LOSSES", "get_loss"]
@@ -73,8 +74,7 @@ def get_loss(name: str | Loss, where: str = "loss") -> Loss:
     if isinstance(name, Loss):
         return name
     if name not in LOSSES:
-        raise ConfigurationError(
-            f"{where}: unknown loss {name!r}; allowed: {', '.join(LOSSES)}"
-            f"{did_you_mean(name, LOSSES)}"
+        raise invalid(
+            where, f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}{did_you_mean(name, LOSSES)}"
         )
     return Loss(name)

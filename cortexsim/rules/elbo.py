@@ -75,7 +75,7 @@ from ..inference.variational import (
     sigmoid,
     stochastic_areas,
 )
-from ..validation import check_choice, check_int, check_number
+from ..validation import check_choice, check_int, check_number, invalid
 from .elbo_backward import backward
 from .base import Capabilities, Rule, register
 from .local import Gradients
@@ -125,7 +125,7 @@ class ELBO(Rule):
     ) -> None:
         self.beta = check_number(beta, "rule.beta")
         if self.beta < 0:
-            raise ConfigurationError(f"rule.beta: must be >= 0, got {beta!r}")
+            raise invalid("rule.beta", f"must be >= 0, got {beta!r}")
         self.warmup = check_int(warmup, "rule.warmup")
         check_choice(likelihood, LIKELIHOODS, "rule.likelihood")
         check_choice(posterior, POSTERIORS, "rule.posterior")
@@ -135,8 +135,8 @@ class ELBO(Rule):
         if kl is not None:
             check_choice(kl, ("analytic", "sampled"), "rule.kl")
             if kl == "analytic" and self.k > 1:
-                raise ConfigurationError(
-                    "rule.kl: the importance-weighted bound (k > 1) weighs samples by "
+                raise invalid(
+                    "rule.kl", "the importance-weighted bound (k > 1) weighs samples by "
                     "p(x, z) / q(z | x), which needs sampled KL terms; use kl = 'sampled'"
                 )
         self.kl = kl if kl is not None else ("analytic" if self.k == 1 else "sampled")

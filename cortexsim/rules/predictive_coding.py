@@ -18,6 +18,7 @@ from ..errors import ConfigurationError, did_you_mean
 from ..model.hierarchy import Hierarchy
 from ..inference import Relaxation, State, relax_discriminative, relax_generative
 from ..model.losses import get_loss
+from ..validation import invalid
 from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
@@ -55,9 +56,9 @@ class PredictiveCoding(Rule):
         learn_recognition: bool = False,
     ) -> None:
         if mode not in MODES:
-            raise ConfigurationError(
-                f"rule.mode: unknown mode {mode!r}; allowed: {', '.join(MODES)}"
-                f"{did_you_mean(mode, MODES)}"
+            raise invalid(
+                "rule.mode",
+                f"unknown mode {mode!r}; allowed: {', '.join(MODES)}{did_you_mean(mode, MODES)}",
             )
         self.mode = mode
         self.loss = get_loss(loss, "rule.loss")

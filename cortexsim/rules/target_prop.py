@@ -75,7 +75,7 @@ from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
 from ..model.losses import get_loss
-from ..validation import check_choice, check_int, check_number
+from ..validation import check_choice, check_int, check_number, invalid
 from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
@@ -87,7 +87,7 @@ FIRST_TARGETS = ("output", "last_hidden")
 def _check_noise(value: Any, where: str, positive: bool) -> float:
     value = check_number(value, where, positive=positive)
     if value < 0:
-        raise ConfigurationError(f"{where}: must be >= 0, got {value!r}")
+        raise invalid(where, f"must be >= 0, got {value!r}")
     return value
 
 
@@ -307,7 +307,7 @@ class TargetProp(_TargetRule):
     ) -> None:
         super().__init__(loss, top_step, noise, seed, positive_noise=False)
         if not isinstance(difference, bool):
-            raise ConfigurationError(f"rule.difference: expected true or false, got {difference!r}")
+            raise invalid("rule.difference", f"expected true or false, got {difference!r}")
         check_choice(first_target, FIRST_TARGETS, "rule.first_target")
         self.difference = difference
         self.first_target = first_target

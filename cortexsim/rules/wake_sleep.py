@@ -94,7 +94,7 @@ from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep
 from ..model.priors import Prior
-from ..validation import check_int
+from ..validation import check_int, invalid
 from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
@@ -136,8 +136,8 @@ class WakeSleep(Rule):
         if sleep_samples is not None:
             sleep_samples = check_int(sleep_samples, "rule.sleep_samples", minimum=1)
         if not isinstance(recognition_noise, (bool, np.bool_)):
-            raise ConfigurationError(
-                f"rule.recognition_noise: expected true or false, got {recognition_noise!r}"
+            raise invalid(
+                "rule.recognition_noise", f"expected true or false, got {recognition_noise!r}"
             )
         self.sleep_samples = sleep_samples
         self.seed = check_int(seed, "rule.seed")
