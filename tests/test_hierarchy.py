@@ -113,3 +113,13 @@ def test_build_from_mapping_and_bad_model():
     assert h.spec == SPEC
     with pytest.raises(ConfigurationError, match="model: expected a HierarchySpec"):
         build([6, 5, 4])
+
+
+@pytest.mark.parametrize("stochastic", [(), (1,), (1, 2), (2,)])
+def test_parameter_keys_of_a_description_are_those_build_makes(stochastic):
+    from cortexsim.model.hierarchy import parameter_keys
+
+    areas = [{"name": f"a{i}", "size": 4 + i, **({"stochastic": True} if i in stochastic else {})}
+             for i in range(4)]
+    spec = HierarchySpec.from_dict({"areas": areas})
+    assert parameter_keys(spec) == list(build(spec).parameters())

@@ -6,7 +6,8 @@ Each experiment is a module with
   experiment itself, leaving the model's weights as it found them;
 - ``figure(results) -> Figure``: its figure from ``{label: [result per seed]}``;
 - ``summary(results) -> list[str]``: Markdown lines for a report;
-- optionally ``validate(settings, hierarchy, where)``, run when the study is read.
+- optionally ``validate(settings, model, where)``, run when the study is read, against
+  the model's description (``HierarchySpec``) or a built ``Hierarchy``.
 
 ``run`` may take ``data``: the study's ``[data]`` section, passed by the
 runner (stimuli must match the layout the model was trained on).

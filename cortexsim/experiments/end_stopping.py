@@ -56,6 +56,7 @@ import numpy as np
 from ..data.module_patches import crop_width, stimulus_modules
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
+from ..model.spec import HierarchySpec
 from ..inference import Relaxation, relax_generative
 from ..validation import check_int, check_number
 from .base import ExperimentResult
@@ -169,14 +170,15 @@ def _indices(responses: np.ndarray, lengths: np.ndarray, short_max: int,
         return peak / curves[:, -1], filled / curves[:, -1], curves
 
 
-def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> None:
+def validate(settings: Mapping[str, Any], hierarchy: Hierarchy | HierarchySpec, where: str) -> None:
     """Check the settings against the model before any run."""
     name = settings.get("area", "level1")
-    try:
-        level = hierarchy.spec.areas.index(hierarchy[name].spec)
-    except (KeyError, ConfigurationError):
-        raise ConfigurationError(f"{where}.area: no area {name!r} in the model") from None
-    if level == 0 or level == len(hierarchy) - 1:
+    spec = hierarchy.spec if isinstance(hierarchy, Hierarchy) else hierarchy
+    names = [area.name for area in spec.areas]
+    if name not in names:
+        raise ConfigurationError(f"{where}.area: no area {name!r} in the model")
+    level = names.index(name)
+    if level == 0 or level == len(names) - 1:
         raise ConfigurationError(f"{where}.area: {name!r} needs an area below and an area above it")
     check_int(settings.get("orientations", 12), f"{where}.orientations", minimum=2)
     tolerance = check_number(settings.get("tolerance", 15.0), f"{where}.tolerance")

@@ -43,6 +43,7 @@ import numpy as np
 from ..data import load
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy, build
+from ..model.spec import HierarchySpec
 from ..inference import Relaxation, feedforward, relax_generative
 from ..inference.predictive_coding import INITS
 from ..optim import SGD
@@ -89,7 +90,7 @@ def repetitions(deviant: np.ndarray) -> np.ndarray:
     return out
 
 
-def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> None:
+def validate(settings: Mapping[str, Any], hierarchy: Hierarchy | HierarchySpec, where: str) -> None:
     """Check the settings before any run (the classes are checked against the data at run time)."""
     n = check_int(settings.get("presentations", 200), f"{where}.presentations", minimum=2)
     lead_in = check_int(settings.get("lead_in", 5), f"{where}.lead_in", minimum=1)
@@ -121,7 +122,8 @@ def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> N
         check_number(settings["step_size"], f"{where}.step_size", positive=True)
     if settings.get("init") is not None:
         check_choice(settings["init"], INITS, f"{where}.init")
-    if len(hierarchy) < 2:
+    spec = hierarchy.spec if isinstance(hierarchy, Hierarchy) else hierarchy
+    if len(spec.areas) < 2:
         raise ConfigurationError(f"{where}: the model needs at least one latent area")
 
 

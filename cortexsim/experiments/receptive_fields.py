@@ -18,18 +18,19 @@ import numpy as np
 from ..analysis.gabor import fit_gabors, fraction_well_fit, frequency_spread, orientation_spread
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
+from ..model.spec import HierarchySpec
 from .base import ExperimentResult
 
 TITLE = "Receptive fields"
 
 
-def validate(settings: Mapping[str, Any], hierarchy: Hierarchy, where: str) -> None:
+def validate(settings: Mapping[str, Any], hierarchy: Hierarchy | HierarchySpec, where: str) -> None:
     """Check the settings against the model before any run."""
     name = settings.get("area", "level1")
-    try:
-        spec = hierarchy[name].spec
-    except (KeyError, ConfigurationError):
-        raise ConfigurationError(f"{where}.area: no area {name!r} in the model") from None
+    model = hierarchy.spec if isinstance(hierarchy, Hierarchy) else hierarchy
+    spec = next((area for area in model.areas if area.name == name), None)
+    if spec is None:
+        raise ConfigurationError(f"{where}.area: no area {name!r} in the model")
     module = settings.get("module", 0)
     if not isinstance(module, int) or not 0 <= module < spec.modules:
         raise ConfigurationError(f"{where}.module: area {name!r} has modules 0 .. {spec.modules - 1}, got {module!r}")

@@ -20,7 +20,7 @@ from .spec import HierarchySpec
 from ..validation import check_int
 from .wiring import project_gradient, structure_initial
 
-__all__ = ["Hierarchy", "build", "ParameterKey"]
+__all__ = ["Hierarchy", "build", "ParameterKey", "parameter_keys"]
 
 ParameterKey = tuple[str, str]  # (area name, parameter name), e.g. ("area1", "W_ff")
 
@@ -64,6 +64,22 @@ def initial_parameters(spec: HierarchySpec, seed: int) -> list[dict[str, np.ndar
             area["W_fb_logvar"], area["b_fb_logvar"] = np.zeros((size, below)), np.zeros(below)
         parameters.append(area)
     return parameters
+
+
+def parameter_keys(spec: HierarchySpec) -> list[ParameterKey]:
+    """The (area, parameter) keys ``build(spec)`` creates, in ``parameters()``
+    order, read from the description alone (no weights drawn), so settings can
+    be checked against a model before it is built."""
+    keys: list[ParameterKey] = []
+    for index in range(1, len(spec.areas)):
+        area = spec.areas[index]
+        names = ["W_ff", "b_ff", "W_fb", "b_fb"]
+        if area.stochastic:
+            names += ["W_ff_logvar", "b_ff_logvar"]
+        if index >= 2 and spec.areas[index - 1].stochastic:
+            names += ["W_fb_logvar", "b_fb_logvar"]
+        keys += [(area.name, name) for name in names]
+    return keys
 
 
 class Hierarchy:

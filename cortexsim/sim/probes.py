@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..model.hierarchy import Hierarchy
+from ..model.hierarchy import Hierarchy, parameter_keys
+from ..model.spec import HierarchySpec
 from ..inference import State
 from ..rules import Capabilities
 from ..validation import check_choice, check_int, check_keys, invalid, located
@@ -95,14 +96,15 @@ class Probe:
             probe.validate()
         return probe
 
-    def validate(self, where: str = "probe", hierarchy: Hierarchy | None = None) -> None:
-        """Check the fields, and the target against ``hierarchy`` when given;
+    def validate(self, where: str = "probe", hierarchy: Hierarchy | HierarchySpec | None = None) -> None:
+        """Check the fields, and the target against a model when given (built,
+        or its description: a study checks probes before building anything);
         errors name ``where`` (``probes[0]``), resolved against any enclosing
         ``located`` block (cortexsim.validation)."""
         with located(where, owner="probe"):
             self._validate(hierarchy)
 
-    def _validate(self, hierarchy: Hierarchy | None) -> None:
+    def _validate(self, hierarchy: Hierarchy | HierarchySpec | None) -> None:
         check_choice(self.quantity, QUANTITIES, "probe.quantity")
         check_int(self.every, "probe.every", minimum=1)
         check_choice(self.every_unit, ("batch", "epoch"), "probe.every_unit")
@@ -118,16 +120,19 @@ class Probe:
             check_choice(self.target, METRICS, "probe.target")
         if hierarchy is None:
             return
-        names = [area.name for area in hierarchy.areas]
+        spec = hierarchy if isinstance(hierarchy, HierarchySpec) else hierarchy.spec
+        names = [area.name for area in spec.areas]
         if self.quantity in PER_SAMPLE:
             check_choice(self.target, names, "probe.target")
         elif self.quantity == "alignment":
             check_choice(self.target, names[1:] + ["all"], "probe.target")
         elif self.quantity in ("weights", "update"):
-            parameters = [f"{a}.{p}" for a, p in hierarchy.parameters()]
+            # a built model also has the parameters its rule added (DDTP's Q_fb)
+            keys = parameter_keys(spec) if hierarchy is spec else hierarchy.parameters()
+            parameters = [f"{a}.{p}" for a, p in keys]
             check_choice(self.target, parameters, "probe.target")
         elif self.quantity == "kl":
-            stochastic = [area.name for area in hierarchy.areas if area.spec.stochastic]
+            stochastic = [area.name for area in spec.areas if area.stochastic]
             if self.target in names and self.target not in stochastic:
                 raise invalid(
                     "probe.target",

@@ -17,7 +17,6 @@ from typing import Any
 from ..data.binarize import BINARIZE_MODES
 from ..errors import ConfigurationError
 from ..experiments import EXPERIMENTS, settings_of
-from ..model.hierarchy import build
 from ..optim import OPTIMIZERS
 from .overrides import apply_override
 from ..sim.probes import Probe
@@ -253,10 +252,9 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     probes_table = document.get("probes", [])
     if not isinstance(probes_table, list):
         raise ConfigurationError(f"probes: expected [[probes]] tables, got {probes_table!r}")
-    hierarchy = build(model, seed=0)
     probes = tuple(Probe.from_dict(table, f"probes[{i}]") for i, table in enumerate(probes_table))
     for i, probe in enumerate(probes):
-        probe.validate(f"probes[{i}]", hierarchy)
+        probe.validate(f"probes[{i}]", model)
     experiments_table = document.get("experiments", [])
     if not isinstance(experiments_table, list):
         raise ConfigurationError(f"experiments: expected [[experiments]] tables, got {experiments_table!r}")
@@ -264,7 +262,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     for i, (kind, settings) in enumerate(experiments):
         check = getattr(EXPERIMENTS[kind], "validate", None)
         if check is not None:  # the experiment's own checks against the model
-            check(settings, hierarchy, f"experiments[{i}]")
+            check(settings, model, f"experiments[{i}]")
     outputs = _table(document, "outputs")
     check_keys(outputs, ("out", "report") + tuple(REPORT_OPTIONS), "outputs")
     if "out" in outputs and "out" in study:
