@@ -12,6 +12,7 @@ recognition weights to predict the relaxed activities (amortized inference).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..errors import ConfigurationError, did_you_mean
@@ -73,6 +74,33 @@ class PredictiveCoding(Rule):
             supervised=self.mode == "discriminative", inference="relaxation",
             setting=self.mode, relaxation_steps=self.inference.steps,
         )
+
+    def prepare(self, hierarchy: Hierarchy) -> None:
+        """Warn when fixed prediction is set up as the exact backprop equivalent
+        (``step_size = 1``) but a hidden area's precision breaks it, or when a
+        hidden area's ``precision x step_size`` exceeds 2, where the errors
+        grow without bound (docs/math.md, "Fixed prediction")."""
+        settings = self.inference
+        if self.mode != "discriminative" or not settings.fixed_prediction:
+            return
+        hidden = hierarchy.areas[1:-1]
+        products = {area.name: area.precision * settings.step_size for area in hidden}
+        unstable = [f"{n!r} ({p:g})" for n, p in products.items() if p > 2.0]
+        if unstable:
+            warnings.warn(
+                f"inference.step_size: under fixed prediction each hidden area's error is "
+                f"multiplied by (1 - precision x step_size) per step; above 2 it grows without "
+                f"bound: {', '.join(unstable)}; lower the step size",
+                RuntimeWarning, stacklevel=2,
+            )
+        elif settings.step_size == 1.0 and any(p != 1.0 for p in products.values()):
+            broken = [f"{n!r} ({p:g})" for n, p in products.items() if p != 1.0]
+            warnings.warn(
+                f"inference.step_size: fixed prediction equals backprop after L - 1 steps only "
+                f"when precision x step_size = 1 in every hidden area, here {', '.join(broken)}; "
+                f"use step_size = 1 / precision there, or many small steps",
+                RuntimeWarning, stacklevel=2,
+            )
 
     def learned_parameters(self, hierarchy: Hierarchy) -> list[tuple[str, str]]:
         """The (area, parameter) keys this rule returns gradients for."""

@@ -257,3 +257,53 @@ def test_rule_errors():
     h = build64(HierarchySpec.from_sizes([4, 3, 2], output_activation="tanh"), "numpy")
     with pytest.raises(ConfigurationError, match=r"top area 'area2' must have activation 'linear', not 'tanh'"):
         PredictiveCoding(loss="cross_entropy").infer(h, put(h, np.zeros((2, 4))), put(h, np.eye(2)))
+
+
+def hidden_precision_net(pi):
+    last = len(SIZES) - 1
+    return HierarchySpec(tuple(
+        AreaSpec(name=f"v{i}", size=s, activation="linear" if i == last else "tanh",
+                 precision=pi if 0 < i < last else 1.0)
+        for i, s in enumerate(SIZES)))
+
+
+@pytest.mark.parametrize("pi, step", [(2.0, 0.5), (0.5, 2.0), (4.0, 0.25)])
+def test_fixed_prediction_is_backprop_when_precision_times_step_is_one(backend_name, pi, step):
+    h = build64(hidden_precision_net(pi), backend_name, seed=4)
+    perturbed(h, 4)
+    x, y = random_data(np.random.default_rng(4), 9, SIZES[0], SIZES[-1], "mse")
+    rule = PredictiveCoding(inference=Relaxation(steps=len(SIZES) - 2, step_size=step, fixed_prediction=True))
+    _, pc, bp = both(h, rule, "mse", x, y)
+    for key in bp:
+        assert np.abs(bp[key]).max() > 1e-4
+        assert rel_err(pc[key], bp[key]) <= 1e-6, (key, rel_err(pc[key], bp[key]))
+
+
+def test_fixed_prediction_with_precision_two_and_step_one_is_not_backprop(backend_name):
+    """pi s = 2: each step flips the sign of the old error, and after T = 3 steps area 1's
+    update points against backprop's; prepare() warns about it."""
+    h = build64(hidden_precision_net(2.0), backend_name, seed=4)
+    perturbed(h, 4)
+    x, y = random_data(np.random.default_rng(4), 9, SIZES[0], SIZES[-1], "mse")
+    rule = PredictiveCoding(inference=Relaxation(steps=3, step_size=1.0, fixed_prediction=True))
+    with pytest.warns(RuntimeWarning, match=r"precision x step_size = 1 in every hidden area, here 'v1' \(2\), 'v2' \(2\)"):
+        rule.prepare(h)
+    _, pc, bp = both(h, rule, "mse", x, y)
+    assert rel_err(pc[("v3", "W_ff")], bp[("v3", "W_ff")]) <= 1e-12
+    a, b = pc[("v1", "W_ff")].ravel(), bp[("v1", "W_ff")].ravel()
+    assert np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)) < -0.999
+
+
+def test_fixed_prediction_warns_only_where_it_should():
+    import warnings
+
+    quiet = [(1.0, 1.0), (1.0, 0.1), (2.0, 0.5), (2.0, 0.1)]  # exact, or small steps not claiming it
+    for pi, step in quiet:
+        h = build64(hidden_precision_net(pi), "numpy", seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            PredictiveCoding(inference=Relaxation(step_size=step, fixed_prediction=True)).prepare(h)
+            PredictiveCoding(inference=Relaxation(step_size=1.0)).prepare(build64(hidden_precision_net(2.0), "numpy"))
+    h = build64(hidden_precision_net(3.0), "numpy", seed=0)
+    with pytest.warns(RuntimeWarning, match=r"grows without bound: 'v1' \(3\), 'v2' \(3\)"):
+        PredictiveCoding(inference=Relaxation(step_size=1.0, fixed_prediction=True)).prepare(h)
