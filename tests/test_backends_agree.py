@@ -47,6 +47,8 @@ def train(spec, make_rule, backend, dtype, batches=5, batch_size=10):
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_backend_matches_numpy(backend_name, rule):
+    if backend_name == "numpy":  # NumPy against itself could not fail
+        pytest.skip("numpy is the reference the other backends are compared with")
     spec, make_rule = RULES[rule]
     start = build(spec, dtype="float64", seed=0).parameters_to_numpy()
     ref = train(spec, make_rule, "numpy", "float64")

@@ -189,6 +189,8 @@ def test_dfa_hidden_updates_by_hand(backend_name, sizes, hidden):
 
 
 def test_dfa_feedback_is_the_same_on_every_backend(backend_name):
+    if backend_name == "numpy":  # NumPy against itself could not fail
+        pytest.skip("numpy is the reference the other backends are compared with")
     spec = HierarchySpec.from_sizes([7, 6, 5, 3], activation="tanh")
     params, x, y = problem(spec, "cross_entropy")
     results = []
