@@ -19,7 +19,7 @@ from .errors import (
 )
 from .model.hierarchy import Hierarchy, build
 from .inference import Relaxation, State, feedforward
-from .optim import SGD, Adam, Momentum, make_optimizer
+from .optim import SGD, Adam, Momentum, RMSprop, make_optimizer, make_schedule
 from .model.priors import Prior
 from .sim.probes import Probe
 from .recording import Recording
@@ -51,6 +51,8 @@ __all__ = [
     "make_rule",
     "SGD",
     "Momentum",
+    "RMSprop",
+    "make_schedule",
     "Adam",
     "make_optimizer",
     "Simulator",

@@ -1,8 +1,14 @@
-"""Optimizers on raw arrays: SGD, momentum and Adam.
+"""Optimizers on raw arrays (SGD, momentum, RMSprop, Adam) and learning-rate
+schedules.
 
 ``step(hierarchy, gradients)`` changes the hierarchy's parameters in place
 (``theta <- theta - update``), writing through preallocated buffers so a step
-allocates nothing after the first.
+allocates nothing after the first. The step size of a parameter is
+``lr * factor`` (``feedback_lr * factor`` for the generative pathway,
+``W_fb*``/``b_fb*``, when ``feedback_lr`` is given: Lee et al. 2015 trained
+the inverses at their own rate); a ``Schedule`` sets ``factor`` before every
+batch from the position in the run (epoch, step), so a resumed run continues
+the schedule exactly.
 
 Settings errors name ``optimizer.KEY``; a study validating inside
 ``located("rules[0].optimizer", owner="optimizer")`` (cortexsim.validation)
@@ -16,9 +22,18 @@ from typing import Any
 
 from .errors import did_you_mean
 from .model.hierarchy import Hierarchy, ParameterKey
-from .validation import check_number, invalid
+from .validation import check_int, check_number, invalid
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "OPTIMIZERS", "make_optimizer"]
+__all__ = [
+    "Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "OPTIMIZERS", "make_optimizer",
+    "Schedule", "SCHEDULES", "make_schedule",
+]
+
+
+def _check_flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(where, f"expected true or false, got {value!r}")
+    return value
 
 
 class Optimizer:
@@ -31,8 +46,11 @@ class Optimizer:
 
     name = "optimizer"
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0, feedback_lr: float | None = None) -> None:
         self.lr = check_number(lr, "optimizer.lr", positive=True)
+        self.feedback_lr = (None if feedback_lr is None
+                            else check_number(feedback_lr, "optimizer.feedback_lr", positive=True))
+        self.factor = 1.0  # set by a learning-rate Schedule before each batch
         self.weight_decay = check_number(weight_decay, "optimizer.weight_decay")
         if self.weight_decay < 0:
             raise invalid("optimizer.weight_decay", f"must be >= 0, got {weight_decay!r}")
@@ -56,9 +74,16 @@ class Optimizer:
             if self.weight_decay and parameter.startswith("W"):
                 grad = grad + self.weight_decay * getattr(hierarchy[area_name], parameter)
             grad = hierarchy.project(key, grad)  # modular wiring (cortexsim.model.wiring)
-            self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad)
+            self.update(hierarchy, key, getattr(hierarchy[area_name], parameter), grad,
+                        self.learning_rate(parameter))
 
-    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+    def learning_rate(self, parameter: str) -> float:
+        """The step size of ``parameter`` (``"W_ff"``, ``"b_fb"``, ...) at this step."""
+        if self.feedback_lr is not None and parameter.startswith(("W_fb", "b_fb")):
+            return self.feedback_lr * self.factor
+        return self.lr * self.factor
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -90,26 +115,113 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
         be = hierarchy.backend
-        param -= be.multiply(grad, self.lr, out=self.slot(hierarchy, "tmp", key, param))
+        param -= be.multiply(grad, lr, out=self.slot(hierarchy, "tmp", key, param))
 
 
 class Momentum(Optimizer):
-    """Heavy-ball momentum, ``v = momentum * v + g``, ``theta -= lr * v``."""
+    """Momentum as Sutskever, Martens, Dahl & Hinton (2013, eqs. 1-4) write it::
+
+        v <- momentum v - lr g,          theta <- theta + v          (classical)
+        v <- momentum v - lr g(theta + momentum v)                    (nesterov)
+
+    Nesterov's gradient at the look-ahead point is taken in the usual
+    reparametrisation (Bengio, Boulanger-Lewandowski & Pascanu 2013), which
+    needs only the gradient at ``theta``:
+    ``theta <- theta + momentum^2 v_old - (1 + momentum) lr g``, i.e.
+    ``theta <- theta + momentum v_new - lr g``.
+    The learning rate enters when a gradient is added, so a schedule changes
+    the size of new steps, not of the velocity already gathered.
+    """
 
     name = "momentum"
 
-    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+    def __init__(
+        self, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
+        feedback_lr: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, feedback_lr)
         self.momentum = check_number(momentum, "optimizer.momentum", positive=True, below=1.0)
+        self.nesterov = _check_flag(nesterov, "optimizer.nesterov")
 
-    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
         be = hierarchy.backend
         velocity = self.slot(hierarchy, "velocity", key, param)
+        tmp = self.slot(hierarchy, "tmp", key, param)
         velocity *= self.momentum
-        velocity += grad
-        param -= be.multiply(velocity, self.lr, out=self.slot(hierarchy, "tmp", key, param))
+        velocity -= be.multiply(grad, lr, out=tmp)
+        if self.nesterov:
+            param += be.multiply(velocity, self.momentum, out=tmp)
+            param -= be.multiply(grad, lr, out=tmp)
+        else:
+            param += velocity
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012, lecture 6.5), optionally centred and
+    with momentum (Graves 2013, "Generating sequences with recurrent neural
+    networks", eqs. 38-41)::
+
+        n <- rho n + (1 - rho) g^2
+        g_bar <- rho g_bar + (1 - rho) g                      (centered only)
+        d = n - g_bar^2  (centered)  or  n
+        s = sqrt(d) + eps            or  sqrt(d + eps)        (eps_inside_sqrt)
+        v <- momentum v - lr g / s,     theta <- theta + v
+
+    With ``momentum = 0`` this is ``theta -= lr g / s``. Lee et al.'s
+    difference target propagation code (2015) uses the centred form with the
+    stabiliser inside the root: ``rho = 0.95``, ``eps = 0.001``,
+    ``centered = true``, ``eps_inside_sqrt = true``, ``momentum = 0.9``.
+    """
+
+    name = "rmsprop"
+
+    def __init__(
+        self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8, centered: bool = False,
+        eps_inside_sqrt: bool = False, momentum: float = 0.0, weight_decay: float = 0.0,
+        feedback_lr: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, feedback_lr)
+        self.rho = check_number(rho, "optimizer.rho", positive=True, below=1.0)
+        self.eps = check_number(eps, "optimizer.eps", positive=True)
+        self.centered = _check_flag(centered, "optimizer.centered")
+        self.eps_inside_sqrt = _check_flag(eps_inside_sqrt, "optimizer.eps_inside_sqrt")
+        self.momentum = check_number(momentum, "optimizer.momentum", below=1.0)
+        if self.momentum < 0:
+            raise invalid("optimizer.momentum", f"must be >= 0, got {momentum!r}")
+
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
+        be = hierarchy.backend
+        mean_square = self.slot(hierarchy, "mean_square", key, param)
+        tmp = self.slot(hierarchy, "tmp", key, param)
+        mean_square *= self.rho
+        be.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - self.rho
+        mean_square += tmp
+        if self.centered:
+            mean = self.slot(hierarchy, "mean", key, param)
+            mean *= self.rho
+            mean += be.multiply(grad, 1.0 - self.rho, out=tmp)
+            be.multiply(mean, mean, out=tmp)
+            be.subtract(mean_square, tmp, out=tmp)
+        else:
+            tmp[...] = mean_square
+        if self.eps_inside_sqrt:
+            tmp += self.eps
+            be.sqrt(tmp, out=tmp)
+        else:
+            be.sqrt(tmp, out=tmp)
+            tmp += self.eps
+        be.divide(grad, tmp, out=tmp)
+        tmp *= lr
+        if self.momentum:
+            velocity = self.slot(hierarchy, "velocity", key, param)
+            velocity *= self.momentum
+            velocity -= tmp
+            param += velocity
+        else:
+            param -= tmp
 
 
 class Adam(Optimizer):
@@ -125,20 +237,20 @@ class Adam(Optimizer):
 
     def __init__(
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0.0, feedback_lr: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, feedback_lr)
         self.beta1 = check_number(beta1, "optimizer.beta1", positive=True, below=1.0)
         self.beta2 = check_number(beta2, "optimizer.beta2", positive=True, below=1.0)
         self.eps = check_number(eps, "optimizer.eps", positive=True)
 
-    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any) -> None:
+    def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
         be = hierarchy.backend
         m = self.slot(hierarchy, "m", key, param)
         v = self.slot(hierarchy, "v", key, param)
         tmp = self.slot(hierarchy, "tmp", key, param)
         correction = math.sqrt(1.0 - self.beta2**self.steps)
-        lr_t = self.lr * correction / (1.0 - self.beta1**self.steps)
+        lr_t = lr * correction / (1.0 - self.beta1**self.steps)
         m *= self.beta1
         m += be.multiply(grad, 1.0 - self.beta1, out=tmp)
         v *= self.beta2
@@ -152,7 +264,7 @@ class Adam(Optimizer):
         param -= tmp
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
 
 
 def make_optimizer(name: str, **settings: Any) -> Optimizer:
@@ -164,3 +276,106 @@ def make_optimizer(name: str, **settings: Any) -> Optimizer:
             f"{did_you_mean(name, OPTIMIZERS)}",
         )
     return OPTIMIZERS[name](**settings)
+
+
+# -- learning-rate schedules -------------------------------------------------------
+class Schedule:
+    """A learning-rate schedule: ``factor(epoch, step)`` multiplies every base
+    rate of the optimizer for the batch at (``epoch``, 0-based, and ``step``,
+    batches completed over the run).
+
+    ``warmup_steps = W`` ramps linearly over the first W batches,
+    ``factor *= min(1, (step + 1) / W)`` (Goyal et al. 2017, gradual warm-up),
+    on top of any kind.
+    """
+
+    kind = "constant"
+
+    def __init__(self, warmup_steps: int = 0) -> None:
+        self.warmup_steps = check_int(warmup_steps, "schedule.learning_rate.warmup_steps")
+
+    def decay(self, epoch: int) -> float:
+        return 1.0
+
+    def factor(self, epoch: int, step: int) -> float:
+        factor = self.decay(epoch)
+        if self.warmup_steps:
+            factor *= min(1.0, (step + 1) / self.warmup_steps)
+        return factor
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({settings})"
+
+
+class StepDecay(Schedule):
+    """``factor = gamma ** floor(epoch / every)``: a drop every ``every`` epochs."""
+
+    kind = "step"
+
+    def __init__(self, every: int, gamma: float = 0.1, warmup_steps: int = 0) -> None:
+        super().__init__(warmup_steps)
+        self.every = check_int(every, "schedule.learning_rate.every", minimum=1)
+        self.gamma = check_number(gamma, "schedule.learning_rate.gamma", positive=True)
+
+    def decay(self, epoch: int) -> float:
+        return self.gamma ** (epoch // self.every)
+
+
+class ExponentialDecay(Schedule):
+    """``factor = gamma ** epoch``."""
+
+    kind = "exponential"
+
+    def __init__(self, gamma: float, warmup_steps: int = 0) -> None:
+        super().__init__(warmup_steps)
+        self.gamma = check_number(gamma, "schedule.learning_rate.gamma", positive=True)
+
+    def decay(self, epoch: int) -> float:
+        return self.gamma**epoch
+
+
+class StagedDecay(Schedule):
+    """Burda, Grosse & Salakhutdinov (2016, section 5): stage ``i = 0, 1, ...``
+    lasts ``base ** i`` epochs at ``factor = gamma ** i`` (they used base 3,
+    gamma ``10 ** (-1/7)`` and stages 0 to 7, 3,280 epochs in all); after the
+    last of ``stages`` stages the rate stays at the last stage's."""
+
+    kind = "staged"
+
+    def __init__(self, base: int = 3, gamma: float = 10 ** (-1 / 7), stages: int = 8,
+                 warmup_steps: int = 0) -> None:
+        super().__init__(warmup_steps)
+        self.base = check_int(base, "schedule.learning_rate.base", minimum=1)
+        self.gamma = check_number(gamma, "schedule.learning_rate.gamma", positive=True)
+        self.stages = check_int(stages, "schedule.learning_rate.stages", minimum=1)
+
+    def stage(self, epoch: int) -> int:
+        """The stage ``epoch`` falls in: the first ``i`` with ``sum_{j<=i} base^j > epoch``."""
+        end = 0
+        for i in range(self.stages):
+            end += self.base**i
+            if epoch < end:
+                return i
+        return self.stages - 1
+
+    def decay(self, epoch: int) -> float:
+        return self.gamma ** self.stage(epoch)
+
+    def epochs(self) -> int:
+        """Epochs of all the stages together (3,280 for Burda et al.'s)."""
+        return sum(self.base**i for i in range(self.stages))
+
+
+SCHEDULES = {"constant": Schedule, "step": StepDecay, "exponential": ExponentialDecay,
+             "staged": StagedDecay}
+
+
+def make_schedule(kind: str = "constant", **settings: Any) -> Schedule:
+    """A learning-rate schedule by kind (``[schedule.learning_rate]`` of a study)."""
+    if kind not in SCHEDULES:
+        raise invalid(
+            "schedule.learning_rate.kind",
+            f"unknown schedule {kind!r}; allowed: {', '.join(SCHEDULES)}{did_you_mean(kind, SCHEDULES)}",
+        )
+    return SCHEDULES[kind](**settings)

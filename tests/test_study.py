@@ -103,6 +103,10 @@ def test_quickstart_is_a_valid_plan():
         ("[optimizer]", "[optimiser]", r"study file\.optimiser: unknown key.*\(did you mean 'optimizer'\?\)"),
         ("[data]", '[outputs]\nreport = "yes"\n[data]', r"outputs\.report: expected true or false, got 'yes'"),
         ("[data]", '[outputs]\nrepot = true\n[data]', r"outputs\.repot: unknown key.*\(did you mean 'report'\?\)"),
+        ("batch_size = 50", 'batch_size = 50\nlearning_rate = {kind = "stpe"}', r"schedule\.learning_rate\.kind: unknown value 'stpe'.*\(did you mean 'step'\?\)"),
+        ("batch_size = 50", 'batch_size = 50\nlearning_rate = {kind = "step", evry = 2}', r"schedule\.learning_rate\.evry: unknown key.*\(did you mean 'every'\?\)"),
+        ("batch_size = 50", 'batch_size = 50\nlearning_rate = {kind = "exponential", gamma = -1}', r"schedule\.learning_rate\.gamma: must be > 0"),
+        ('name = "adam"', 'name = "rmsprop"\ncentred = true', r"optimizer\.centred: unknown key.*\(did you mean 'centered'\?\)"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(tmp_path, old, new, message):

@@ -4,6 +4,7 @@ One batch::
 
     inference     order 0    rule.infer                 -> event.state
     learning      order 0    rule.gradients             -> event.gradients
+    update        order -10  learning-rate schedule     (with a Schedule only)
     update        order 0    optimizer.step             (parameters change here)
     update        order 10   sum the batch's loss and energy (on the backend)
     update        order 20   finiteness check every ``check_every`` batches
@@ -49,6 +50,12 @@ def propose(event: Event) -> None:
     """The rule's update, as descent directions, before anything applies it."""
     s = event.scheduler
     event.gradients = s.rule.gradients(s.hierarchy, event.state)
+
+
+def set_learning_rate(event: Event) -> None:
+    """A learning-rate schedule sets the optimizer's rate factor for this batch."""
+    s = event.scheduler
+    s.optimizer.factor = s.lr_schedule.factor(event.epoch, event.step)
 
 
 def apply(event: Event) -> None:
@@ -99,6 +106,8 @@ def epoch_metrics(event: Event) -> None:
                 metrics[name] = s.rule.evaluate(s.hierarchy, x)
     # Wall time of this process's share of the epoch (training and evaluation,
     # not the epoch_end callbacks); after a resume, only the resumed part.
+    if s.lr_schedule is not None:
+        metrics["learning_rate"] = s.optimizer.lr * s.optimizer.factor
     metrics["seconds"] = time.perf_counter() - s.epoch_started
     event.metrics = metrics
 

@@ -27,11 +27,11 @@ import numpy as np
 from ..errors import ConfigurationError, did_you_mean
 from ..inference import State
 from ..model.hierarchy import Hierarchy
-from ..optim import Optimizer
+from ..optim import Optimizer, Schedule
 from ..rules import Gradients, Rule
 from ..validation import check_int
 from .data import RunData, accuracy
-from .operations import BUILT_IN
+from .operations import BUILT_IN, set_learning_rate
 
 __all__ = ["Scheduler", "Event", "SLOTS", "BATCH_SLOTS"]
 
@@ -99,6 +99,10 @@ class Scheduler:
         each check brings one number to the host.
     binarize : str or None
         ``"dynamic"``: a fresh Bernoulli sample of every batch (``RunData``).
+    lr_schedule : cortexsim.optim.Schedule, optional
+        Sets the optimizer's rate factor before every update from (epoch,
+        step); each epoch's metrics then carry ``learning_rate``, the base
+        rate times the factor of the epoch's last batch.
 
     The data live in ``data`` (a ``RunData``). A rule whose capabilities declare
     a ``held_out_loss`` (unsupervised rules such as ``elbo``) adds
@@ -122,6 +126,7 @@ class Scheduler:
         x_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
         binarize: str | None = None,
+        lr_schedule: Schedule | None = None,
     ) -> None:
         self.hierarchy = hierarchy
         self.rule = rule
@@ -138,6 +143,9 @@ class Scheduler:
         }
         for slot, order, name, operation in BUILT_IN:
             self.attach(slot, operation, order=order, name=name)
+        self.lr_schedule = lr_schedule
+        if lr_schedule is not None:
+            self.attach("update", set_learning_rate, order=-10, name="learning-rate schedule")
         self.history: list[dict[str, float]] = []
         self.step = 0  # batches completed over the whole run
         self.epoch = 0  # the epoch in progress

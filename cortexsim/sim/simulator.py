@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy, build
 from ..model.spec import HierarchySpec
-from ..optim import Adam, Optimizer
+from ..optim import Adam, Optimizer, Schedule
 from ..recording import open_recording
 from ..rules import Rule, make_rule
 from .checkpoint import load_checkpoint
@@ -76,7 +76,7 @@ class Simulator:
         Where a description is built (default ``"numpy"``, ``"float32"``).
     seed : int
         Initial weights of a description, batch order and binarization.
-    batch_size, epochs, check_every, binarize :
+    batch_size, epochs, check_every, binarize, lr_schedule :
         The schedule (``Scheduler``).
     probes : sequence of Probe
         What to record; a probe the rule cannot fill raises, or with
@@ -107,6 +107,7 @@ class Simulator:
         epochs: int = 1,
         check_every: int = 1,
         binarize: str | None = None,
+        lr_schedule: Schedule | None = None,
         probes: Sequence[Probe] = (),
         unsupported_probes: str = "raise",
         recording: str | os.PathLike[str] | None = None,
@@ -150,6 +151,7 @@ class Simulator:
             batch_size=batch_size, epochs=epochs, seed=seed, check_every=check_every,
             x_val=arrays.get("x_val"), y_val=arrays.get("y_val"),
             x_test=arrays.get("x_test"), y_test=arrays.get("y_test"), binarize=binarize,
+            lr_schedule=lr_schedule,
         )
         if self.recording is not None:
             self._recorded = RecordedRun(

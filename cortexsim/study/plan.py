@@ -17,7 +17,7 @@ from typing import Any
 from ..data.binarize import BINARIZE_MODES
 from ..errors import ConfigurationError
 from ..experiments import EXPERIMENTS, settings_of
-from ..optim import OPTIMIZERS
+from ..optim import OPTIMIZERS, SCHEDULES, make_schedule
 from .overrides import apply_override
 from ..sim.probes import Probe
 from ..report.options import REPORT_OPTIONS, report_options
@@ -32,11 +32,6 @@ __all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments", "outputs")
-_OPTIMIZER_KEYS = {
-    "sgd": ("name", "lr", "weight_decay"),
-    "momentum": ("name", "lr", "momentum", "weight_decay"),
-    "adam": ("name", "lr", "beta1", "beta2", "eps", "weight_decay"),
-}
 
 
 @dataclass(frozen=True)
@@ -152,8 +147,16 @@ def _data(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _schedule(table: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("epochs", "batch_size", "checkpoint_every", "backend", "dtype")
+    keys = ("epochs", "batch_size", "checkpoint_every", "backend", "dtype", "learning_rate")
     check_keys(table, keys, "schedule")
+    if "learning_rate" in table:  # [schedule.learning_rate]: kind and its settings
+        rates = table["learning_rate"]
+        if not isinstance(rates, Mapping):
+            raise invalid("schedule.learning_rate", f"expected a table (kind = 'step', ...), got {rates!r}")
+        kind = rates.get("kind", "constant")
+        check_choice(kind, tuple(SCHEDULES), "schedule.learning_rate.kind")
+        check_keys(rates, ("kind",) + settings_keys(SCHEDULES[kind]), "schedule.learning_rate")
+        make_schedule(**rates)
     schedule = {"epochs": 10, "batch_size": 32, "checkpoint_every": 100, "backend": "numpy",
                 "dtype": "float32", **table}
     check_int(schedule["epochs"], "schedule.epochs", minimum=1)
@@ -176,7 +179,7 @@ def _optimizer(table: Mapping[str, Any], where: str, base: Mapping[str, Any] | N
     merged.update(table)
     with located(where, owner="optimizer"):
         check_choice(merged["name"], tuple(OPTIMIZERS), "optimizer.name")
-        check_keys(table, _OPTIMIZER_KEYS[merged["name"]], "optimizer")
+        check_keys(table, ("name",) + settings_keys(OPTIMIZERS[merged["name"]]), "optimizer")
         OPTIMIZERS[merged["name"]](**{k: v for k, v in merged.items() if k != "name"})
     return merged
 

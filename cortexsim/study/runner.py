@@ -16,7 +16,7 @@ from typing import Any
 from ..data import binarize, load
 from ..errors import ConfigurationError, CortexsimError, DivergenceError
 from ..experiments import EXPERIMENTS, save_result
-from ..optim import make_optimizer
+from ..optim import make_optimizer, make_schedule
 from ..recording import partial_path
 from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
@@ -86,6 +86,7 @@ def run_one(
         backend=backend, dtype=schedule["dtype"], seed=seed,
         batch_size=schedule["batch_size"], epochs=schedule["epochs"],
         binarize="dynamic" if plan.data.get("binarize") == "dynamic" else None,
+        lr_schedule=make_schedule(**schedule["learning_rate"]) if "learning_rate" in schedule else None,
         probes=plan.probes, unsupported_probes="skip", recording=recording,
         checkpoint_every=schedule["checkpoint_every"], resume=resume, config=config,
     )
