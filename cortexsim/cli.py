@@ -143,6 +143,13 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    from .study.ledger import write_ledger
+
+    print(f"ledger: {write_ledger(args.studies, args.out)}")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from .data import fetch as data_fetch
 
@@ -188,12 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("run_dir")
     compare = commands.add_parser("compare", help="rules-versus-backprop table across studies")
     compare.add_argument("run_dirs", nargs="+")
+    ledger = commands.add_parser(
+        "ledger", help="the reproduction ledger: published numbers beside ours, from the runs")
+    ledger.add_argument("--studies", default="studies/papers",
+                        help="folder of study files with [[claims]] (default studies/papers)")
+    ledger.add_argument("--out", default="docs/reproductions.md",
+                        help="the Markdown file to write (default docs/reproductions.md)")
     data = commands.add_parser("data", help="where datasets live and whether they are intact")
     data.add_argument("action", choices=["list", "fetch", "verify"])
     data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
     data.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "report": _report, "compare": _compare, "data": _data}
+    handlers = {"run": _run, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}
     try:
         if args.command == "info":
             print(info())

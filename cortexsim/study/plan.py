@@ -31,7 +31,11 @@ __all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
-_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments", "outputs")
+_SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments",
+             "outputs", "claims")
+# What a [[claims]] row can read from a study's runs (cortexsim.report.reproductions).
+CLAIM_METRICS = ("test_error", "final_test_error", "log_likelihood")
+_CLAIM_KEYS = ("name", "label", "metric", "published", "source", "within", "percent")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class StudyPlan:
     experiments: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     overrides: tuple[str, ...] = ()
     outputs: Mapping[str, Any] = field(default_factory=dict)  # report options of generative studies
+    claims: tuple[Mapping[str, Any], ...] = ()  # published numbers the study sets itself against
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved plan as plain data (stored in study.json and recordings)."""
@@ -93,6 +98,7 @@ class StudyPlan:
             "overrides": list(self.overrides),
             "outputs": {key: dict(value) if isinstance(value, Mapping) else value
                         for key, value in self.outputs.items()},
+            "claims": [dict(claim) for claim in self.claims],
         }
 
 
@@ -217,6 +223,43 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
                    capabilities=rule.capabilities)
 
 
+def _claims(table: Any, labels: Sequence[str],
+            experiments: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], ...]:
+    """``[[claims]]``: a published number and where our runs' counterpart is read.
+
+    ``metric`` is one of ``CLAIM_METRICS`` or ``experiment.KIND.KEY`` (a key
+    of that experiment's summary); ``published`` is the paper's number (left
+    out where the paper states the claim without one); ``within`` an allowed
+    gap, when the study holds itself to one; ``percent`` shows a fraction as %.
+    """
+    if not isinstance(table, list):
+        raise invalid("claims", f"expected [[claims]] tables, got {table!r}")
+    kinds = [kind for kind, _ in experiments]
+    claims = []
+    for i, claim in enumerate(table):
+        where = f"claims[{i}]"
+        check_keys(claim, _CLAIM_KEYS, where)
+        for key in ("name", "label", "metric", "source"):
+            if not isinstance(claim.get(key), str) or not claim[key]:
+                raise invalid(f"{where}.{key}", f"expected a text, got {claim.get(key)!r}")
+        check_choice(claim["label"], tuple(labels), f"{where}.label")
+        metric = claim["metric"]
+        if metric.startswith("experiment."):
+            kind = metric.split(".")[1] if metric.count(".") == 2 else ""
+            if kind not in kinds:
+                raise invalid(f"{where}.metric", f"{metric!r}: write experiment.KIND.KEY with KIND one of "
+                              f"this study's experiments ({', '.join(kinds) or 'none'})")
+        else:
+            check_choice(metric, CLAIM_METRICS, f"{where}.metric")
+        for key in ("published", "within"):
+            if key in claim:
+                check_number(claim[key], f"{where}.{key}")
+        if "percent" in claim and not isinstance(claim["percent"], bool):
+            raise invalid(f"{where}.percent", f"expected true or false, got {claim['percent']!r}")
+        claims.append(dict(claim))
+    return tuple(claims)
+
+
 def _same_task(rules: Sequence[RunSpec]) -> None:
     """A study compares rules on one task: all learn from labels, or none does
     (generative rules such as ``elbo`` model the images alone)."""
@@ -295,6 +338,7 @@ def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
         source=source,
         experiments=experiments,
         outputs=options,
+        claims=_claims(document.get("claims", []), labels, experiments),
     )
 
 
