@@ -27,6 +27,7 @@ from .gabor import (
     frequency_spread,
     gabor2d,
     orientation_spread,
+    stripe_orientation,
 )
 from .learning_curves import best_epoch, mean_and_interval, mean_and_sd, stack_curves, summary_table
 from .receptive_fields import fields_from_weights, ridge_fields, spike_triggered_average
@@ -73,6 +74,7 @@ __all__ = [
     "mutual_information",
     "orientation_selectivity",
     "orientation_spread",
+    "stripe_orientation",
     "population_sparseness",
     "preferred_angle",
     "preferred_value",

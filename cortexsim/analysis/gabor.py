@@ -34,6 +34,7 @@ __all__ = [
     "frequency_spread",
     "gabor2d",
     "orientation_spread",
+    "stripe_orientation",
 ]
 
 GABOR_PARAMS = (
@@ -239,6 +240,16 @@ def fraction_well_fit(r2: Any, threshold: float = WELL_FIT) -> float:
     if r.size == 0:
         return float("nan")
     return float(np.mean(np.nan_to_num(r, nan=-np.inf) >= threshold))
+
+
+def stripe_orientation(theta: Any) -> np.ndarray:
+    """The orientation of a Gabor's stripes, in degrees in [0, 180): 0 horizontal
+    stripes, 90 vertical, measured like ``theta`` from the x axis towards +y.
+
+    ``theta`` (radians) is the direction of the carrier's wave vector, across
+    the stripes, so the stripes run at ``theta + 90`` degrees. NaN stays NaN.
+    """
+    return np.mod(np.degrees(np.asarray(theta, dtype=np.float64)) + 90.0, 180.0)
 
 
 def orientation_spread(theta: Any) -> dict[str, float]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.gabor import fit_gabors, fraction_well_fit, frequency_spread, orientation_spread
+from ..analysis.receptive_fields import fields_from_weights
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..model.spec import HierarchySpec
@@ -36,6 +37,28 @@ def validate(settings: Mapping[str, Any], hierarchy: Hierarchy | HierarchySpec, 
         raise ConfigurationError(f"{where}.module: area {name!r} has modules 0 .. {spec.modules - 1}, got {module!r}")
 
 
+def generative_fields(hierarchy: Hierarchy, area: str, module: int,
+                      layout: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The image each unit of one module of ``area`` predicts: its rows of
+    ``W_fb`` restricted to the module's patch, (units, height, width).
+
+    ``layout`` (the study's ``[data] layout``) gives ``height`` and ``width``;
+    default a square patch.
+    """
+    layer = hierarchy[area]
+    spec = layer.spec
+    W = hierarchy.backend.to_numpy(layer.W_fb)
+    rows, cols = spec.size // spec.modules, W.shape[1] // spec.modules
+    block = W[module * rows:(module + 1) * rows, module * cols:(module + 1) * cols]
+    layout = layout or {}
+    side = math.isqrt(cols)
+    shape = (int(layout.get("height", side)), int(layout.get("width", cols // side)))
+    if shape[0] * shape[1] != cols:
+        raise ConfigurationError(f"{area}: {cols} inputs per unit do not form a {shape[0]} x {shape[1]} patch; "
+                                 "set [data] layout.height and layout.width to the module's patch")
+    return fields_from_weights(block, shape, kind="generative")
+
+
 def run(hierarchy: Hierarchy, rule: Any, *, seed: int, data: Mapping[str, Any] | None = None,
         area: str = "level1", module: int = 0, threshold: float = 0.8) -> ExperimentResult:
     """Fields of one module of ``area`` from its generative weights, with Gabor fits.
@@ -52,17 +75,9 @@ def run(hierarchy: Hierarchy, rule: Any, *, seed: int, data: Mapping[str, Any] |
     threshold : float
         R^2 above which a field counts as Gabor-like.
     """
-    layer = hierarchy[area]
-    spec = layer.spec
-    W = hierarchy.backend.to_numpy(layer.W_fb).astype(np.float64)
-    rows, cols = spec.size // spec.modules, W.shape[1] // spec.modules
-    fields = W[module * rows:(module + 1) * rows, module * cols:(module + 1) * cols]
-    layout = (data or {}).get("layout", {})
-    side = math.isqrt(cols)
-    shape = (int(layout.get("height", side)), int(layout.get("width", cols // side)))
-    if shape[0] * shape[1] != cols:
-        raise ConfigurationError(f"receptive_fields: {cols} inputs per unit do not form a {shape[0]} x {shape[1]} patch")
-    params, r2 = fit_gabors(fields, shape)
+    fields = generative_fields(hierarchy, area, module, (data or {}).get("layout"))
+    shape = fields.shape[1:]
+    params, r2 = fit_gabors(fields)
     good = np.nan_to_num(r2, nan=-np.inf) >= threshold
     orientation = orientation_spread(params[good, 4])
     frequency = frequency_spread(params[good, 5])
@@ -74,7 +89,7 @@ def run(hierarchy: Hierarchy, rule: Any, *, seed: int, data: Mapping[str, Any] |
         "median_frequency": frequency["median"],
         "frequency_octaves": frequency["octaves"],
     }
-    arrays = {"fields": fields.reshape(-1, *shape), "gabor_params": params, "r2": r2}
+    arrays = {"fields": fields, "gabor_params": params, "r2": r2}
     settings = {"area": area, "module": module, "threshold": threshold, "shape": list(shape)}
     return ExperimentResult("receptive_fields", arrays, summary, settings)
 

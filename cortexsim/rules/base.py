@@ -59,6 +59,11 @@ class Capabilities:
     relaxation_steps : int or None
         The maximum number of relaxation steps (the length of the energy
         trace minus one); None unless ``inference == "relaxation"``.
+    relaxation_tolerance : float or None
+        The relaxation stops once the energy changes by less than this (states
+        carry ``converged`` and the steps taken, and the epoch metrics
+        ``converged_fraction`` and ``mean_relaxation_steps``); None when it
+        always takes ``relaxation_steps``, and for rules that do not relax.
     held_out_loss : bool
         ``evaluate(hierarchy, x)`` gives the rule's loss on held-out inputs
         (an unsupervised rule's test metric).
@@ -68,6 +73,7 @@ class Capabilities:
     inference: str
     setting: str
     relaxation_steps: int | None = None
+    relaxation_tolerance: float | None = None
     held_out_loss: bool = False
 
     def __post_init__(self) -> None:
@@ -77,6 +83,8 @@ class Capabilities:
             raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
         if (self.relaxation_steps is None) == (self.inference == "relaxation"):
             raise ValueError("relaxation_steps is given exactly when inference is 'relaxation'")
+        if self.relaxation_tolerance is not None and self.inference != "relaxation":
+            raise ValueError("relaxation_tolerance is given only when inference is 'relaxation'")
 
     @property
     def relaxes(self) -> bool:

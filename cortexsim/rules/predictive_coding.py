@@ -73,6 +73,7 @@ class PredictiveCoding(Rule):
         return Capabilities(
             supervised=self.mode == "discriminative", inference="relaxation",
             setting=self.mode, relaxation_steps=self.inference.steps,
+            relaxation_tolerance=self.inference.tolerance,
         )
 
     def prepare(self, hierarchy: Hierarchy) -> None:

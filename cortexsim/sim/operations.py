@@ -6,13 +6,16 @@ One batch::
     learning      order 0    rule.gradients             -> event.gradients
     update        order -10  learning-rate schedule     (with a Schedule only)
     update        order 0    optimizer.step             (parameters change here)
-    update        order 10   sum the batch's loss and energy (on the backend)
+    update        order 10   sum the batch's loss and energy (on the backend), and
+                             with a relaxation tolerance whether it converged
+                             and the steps it took
     update        order 20   finiteness check every ``check_every`` batches
 
 and at the end of an epoch::
 
-    evaluation    order 0    epoch metrics: means of the sums, held-out
-                             accuracy and loss, wall time -> event.metrics
+    evaluation    order 0    epoch metrics: means of the sums (train_loss,
+                             energy, converged_fraction, mean_relaxation_steps),
+                             held-out accuracy and loss, wall time -> event.metrics
 
 A user's callback placed before or after one of these (``order`` below or
 above it) sees the batch at that point, as Brian2's ``when``/``order`` do.
@@ -65,12 +68,22 @@ def apply(event: Event) -> None:
 
 
 def accumulate(event: Event) -> None:
-    """Add the batch's loss and final energy to the epoch's sums, kept on the backend."""
+    """Add the batch's loss and final energy to the epoch's sums, kept on the backend.
+
+    A relaxation with a tolerance also adds whether it met the tolerance
+    within its cap (``converged``) and the steps it took: host numbers
+    already (its tolerance check brought each step's energy to the host), so
+    summing them costs no sync. Their means are the epoch's
+    ``converged_fraction`` and ``mean_relaxation_steps``.
+    """
     state, totals = event.state, event.scheduler.totals
     if state.loss is not None:
         totals["train_loss"] = totals.get("train_loss", 0.0) + state.loss
     if state.energy is not None:
         totals["energy"] = totals.get("energy", 0.0) + state.energy[-1]
+    if state.converged is not None:
+        totals["converged_fraction"] = totals.get("converged_fraction", 0.0) + float(state.converged)
+        totals["mean_relaxation_steps"] = totals.get("mean_relaxation_steps", 0.0) + float(state.steps)
 
 
 def check(event: Event) -> None:
@@ -87,7 +100,8 @@ def epoch_metrics(event: Event) -> None:
     metrics: dict[str, float] = {"epoch": epoch + 1}
     batches = max(s.batch, 1)
     for name, total in s.totals.items():
-        metrics[name] = be.scalar(total) / batches
+        # a relaxation's counts are host numbers (accumulate) until a resume restores them as arrays
+        metrics[name] = (float(total) if isinstance(total, (int, float)) else be.scalar(total)) / batches
         if not math.isfinite(metrics[name]):
             raise DivergenceError(
                 f"training diverged in epoch {epoch + 1}: the mean {name} of rule "

@@ -147,6 +147,8 @@ class Recorder:
             metrics = (["train_loss"] if scheduler.data.y_train is not None or unsupervised else [])
             # a variational rule's energy is the objective it descends (beta-weighted, warm-up)
             metrics += ["energy"] if capabilities.energy_metric else []
+            if capabilities.relaxation_tolerance is not None:  # how many relaxations met it (operations.py)
+                metrics += ["converged_fraction", "mean_relaxation_steps"]
             metrics += ["validation_accuracy"] if scheduler.data.labels_val is not None else []
             metrics += ["test_accuracy"] if scheduler.data.labels_test is not None else []
             if capabilities.held_out_loss:  # an unsupervised rule's held-out loss (Scheduler)
