@@ -158,3 +158,15 @@ def test_cli_writes_the_ledger(study, tmp_path, capsys):
     assert main(["ledger", "--studies", str(path.parent), "--out", str(out)]) == 0
     assert "| Backprop test error |" in out.read_text()
     assert main(["ledger", "--studies", str(tmp_path / "empty"), "--out", str(out)]) == 2
+
+
+def test_disentanglement_claims_read_the_report_cache(study, tmp_path):
+    path, folder = study
+    text = path.read_text().replace('metric = "final_test_error"', 'metric = "disentanglement.beta_vae"\npercent = true')
+    other = tmp_path / "dis.toml"
+    other.write_text(text)
+    for seed, value in ((0, 0.75), (1, 0.85)):
+        cache = folder / "runs" / "bp" / f"seed{seed}.generative.json"
+        cache.write_text(json.dumps({"disentanglement": {"settings": {}, "value": {"beta_vae": value, "MIG": 0.1}}}))
+    row = claim_rows(other)[1]
+    assert row.values == pytest.approx({0: 75.0, 1: 85.0})

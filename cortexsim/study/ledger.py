@@ -15,6 +15,9 @@ What a claim's ``metric`` reads, per seed:
 - ``log_likelihood``: the importance-weighted ``log p(x)`` the study's report
   computed and kept in ``LABEL/seedS.generative.json`` (``[outputs]
   log_likelihood``; its ``k`` and number of images are shown);
+- ``disentanglement.KEY`` (``MIG``, ``beta_vae``, ``D``, ``C``, ``I``): the
+  score of the code the report computed on the shapes and kept in the same
+  file (``[outputs] disentanglement``);
 - ``experiment.KIND.KEY``: ``KEY`` of the summary of the ``KIND`` experiment
   saved beside the run (``LABEL/seedS.KIND.h5``), as a percentage with
   ``percent = true``.
@@ -77,13 +80,13 @@ def _test_error(run: RunData, at_best: bool) -> float:
     return 100.0 * (1.0 - float(test[index]))
 
 
-def _log_likelihood(out: Path, run: RunData) -> tuple[float, dict[str, Any]]:
+def _report_cache(out: Path, run: RunData, key: str) -> dict[str, Any]:
+    """The entry ``key`` the report kept for this run (``LABEL/seedS.generative.json``)."""
     path = out / run.label / f"seed{run.seed}.generative.json"
     try:
-        entry = json.loads(path.read_text())["log_likelihood"]
+        return dict(json.loads(path.read_text())[key])
     except (OSError, ValueError, KeyError):
-        raise LookupError(f"no log-likelihood in {path} (run `cortexsim report {out}`)") from None
-    return float(entry["value"]), dict(entry["settings"])
+        raise LookupError(f"no {key.replace('_', '-')} in {path} (run `cortexsim report {out}`)") from None
 
 
 def _value(out: Path, run: RunData, metric: str, percent: bool) -> tuple[float, dict[str, Any]]:
@@ -92,7 +95,11 @@ def _value(out: Path, run: RunData, metric: str, percent: bool) -> tuple[float, 
             raise LookupError(f"{run.recording}: no test accuracy")
         return _test_error(run, at_best=metric == "test_error"), {}
     if metric == "log_likelihood":
-        return _log_likelihood(out, run)
+        entry = _report_cache(out, run, "log_likelihood")
+        return float(entry["value"]), dict(entry["settings"])
+    if metric.startswith("disentanglement."):
+        value = float(_report_cache(out, run, "disentanglement")["value"][metric.split(".")[1]])
+        return (100.0 * value if percent else value), {}
     _, kind, key = metric.split(".")
     path = out / run.label / f"seed{run.seed}.{kind}.h5"
     if not path.exists():

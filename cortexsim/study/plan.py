@@ -34,7 +34,9 @@ LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments",
              "outputs", "claims")
 # What a [[claims]] row can read from a study's runs (cortexsim.report.reproductions).
-CLAIM_METRICS = ("test_error", "final_test_error", "log_likelihood")
+CLAIM_METRICS = ("test_error", "final_test_error", "log_likelihood", "disentanglement.MIG",
+                 "disentanglement.beta_vae", "disentanglement.D", "disentanglement.C",
+                 "disentanglement.I")
 _CLAIM_KEYS = ("name", "label", "metric", "published", "source", "within", "percent")
 
 
@@ -227,7 +229,8 @@ def _claims(table: Any, labels: Sequence[str],
             experiments: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], ...]:
     """``[[claims]]``: a published number and where our runs' counterpart is read.
 
-    ``metric`` is one of ``CLAIM_METRICS`` or ``experiment.KIND.KEY`` (a key
+    ``metric`` is one of ``CLAIM_METRICS`` (``disentanglement.*``: the report's
+    scores of the code, ``[outputs] disentanglement``) or ``experiment.KIND.KEY`` (a key
     of that experiment's summary); ``published`` is the paper's number (left
     out where the paper states the claim without one); ``within`` an allowed
     gap, when the study holds itself to one; ``percent`` shows a fraction as %.
