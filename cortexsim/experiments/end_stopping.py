@@ -18,17 +18,23 @@ paper's account of end-stopping.
 
 End-stopping is measured with bars at a unit's preferred orientation, and
 only a bar along the row of modules reaches into the neighbours, so the
-units measured are those tuned to the bars: with feedback removed, bars that
-fill the patch (``classical`` pixels) are shown through the middle module at
-``orientations`` angles (every offset across the bar, both polarities), a
-unit's preferred orientation is the angle that drives it most, and the units
-whose preference lies within ``tolerance`` degrees of horizontal are
-measured. (A unit tuned to another orientation answers a short horizontal bar
-through its ends and a long one hardly at all, with or without feedback:
-counted, it would be "end-stopped" for a reason that has nothing to do with
-the surround; the summary reports that all-units fraction too.)
+units measured are those whose receptive field is oriented like the bars.
+Which units those are is decided before any bar is shown, from neither
+condition: a unit's receptive field is its generative field, the image it
+predicts (its row of ``W_fb`` on the middle module's patch,
+``cortexsim.experiments.receptive_fields.generative_fields``), fitted with a
+2-D Gabor (``cortexsim.analysis.fit_gabors``). A unit is selected when the
+fit explains at least ``gabor_r2`` of the field's variance and the stripes
+lie within ``tolerance`` degrees of horizontal; units whose field is not
+Gabor-like are left out and counted (``units_poor_fit``), as are well-fit
+units of other orientations (``units_off_horizontal``). A unit tuned to
+another orientation answers a short horizontal bar through its ends and a
+long one hardly at all, with or without feedback: counted, it would be
+"end-stopped" for a reason that has nothing to do with the surround. The
+summary reports every responsive unit beside the selected ones (keys ending
+in ``_all_units``).
 
-For each measured unit and condition the bar (vertical position, polarity)
+For each unit and condition the bar (vertical position, polarity)
 that drives it most at lengths up to ``short_max`` is chosen, and
 
     end-stopping index = max_{L <= short_max} |e(L)| / |e(L_max)|
@@ -41,8 +47,9 @@ is the
 
 of the same preferred bar, with ``L_classical`` the patch width: how much
 weaker the response gets when a bar that already fills the patch extends
-into the neighbouring modules. Units that no bar drives above
-``responsive`` of the strongest unit are left out.
+into the neighbouring modules. The all-units figures count the units that
+some bar drives, in either condition, to at least ``responsive`` of the
+strongest unit's response; the selection uses no response at all.
 """
 
 from __future__ import annotations
@@ -53,13 +60,15 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.gabor import WELL_FIT, fit_gabors, stripe_orientation
 from ..data.module_patches import crop_width, stimulus_modules
 from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..model.spec import HierarchySpec
 from ..inference import Relaxation, relax_generative
-from ..validation import check_int, check_number
+from ..validation import check_number
 from .base import ExperimentResult
+from .receptive_fields import generative_fields
 
 TITLE = "End-stopping (Rao & Ballard 1999)"
 
@@ -81,40 +90,24 @@ def bars(height: int, total_width: int, lengths: Sequence[int], thickness: int) 
     return np.array(canvas), np.array(params, dtype=np.float64)
 
 
-def oriented_bars(height: int, total_width: int, length: int, thickness: int,
-                  angles: Sequence[float], offsets: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Bars of one length through the centre of the canvas at every angle x
-    offset across the bar x polarity.
+def field_selection(fields: np.ndarray, gabor_r2: float, tolerance: float) -> dict[str, np.ndarray]:
+    """Units whose receptive field is a Gabor with horizontal stripes.
 
-    A pixel (row ``y``, column ``x``) belongs to the bar at angle ``a``
-    (degrees, 0 horizontal) and offset ``o`` when, relative to the canvas
-    centre, ``|along| <= length / 2`` and ``|across - o| < thickness / 2``
-    with ``along = dx cos a + dy sin a`` and ``across = -dx sin a + dy cos a``.
+    fields : (units, height, width)
+        Each unit's generative field.
 
-    Returns (canvas (N, height, total_width), parameters (N, 3): angle, offset, polarity).
+    Returns ``gabor_params`` (units, 9) and ``r2`` of the Gabor fits, the
+    stripes' ``orientation`` in degrees (0 horizontal, NaN where no fit),
+    ``well_fit`` (R^2 >= ``gabor_r2``) and ``selected`` (well fit, stripes
+    within ``tolerance`` degrees of horizontal).
     """
-    y, x = np.mgrid[0:height, 0:total_width].astype(np.float64)
-    dy, dx = y - (height - 1) / 2, x - (total_width - 1) / 2
-    canvas, params = [], []
-    for angle in angles:
-        c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-        along, across = dx * c + dy * s, -dx * s + dy * c
-        for offset in offsets:
-            mask = (np.abs(along) <= length / 2) & (np.abs(across - offset) < thickness / 2)
-            for polarity in (1.0, -1.0):
-                canvas.append(np.where(mask, polarity, 0.0))
-                params.append((angle, offset, polarity))
-    return np.array(canvas), np.array(params, dtype=np.float64)
-
-
-def preferred_orientation(responses: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Orientation tuning curves (units, angles): the strongest response over the
-    offsets and polarities of each angle; and each unit's preferred angle.
-
-    responses : (angles, stimuli per angle, units)
-    """
-    curves = responses.max(axis=1).T
-    return curves, angles[np.argmax(curves, axis=1)]
+    params, r2 = fit_gabors(fields)
+    well_fit = np.nan_to_num(r2, nan=-np.inf) >= gabor_r2
+    orientation = stripe_orientation(params[:, 4])
+    with np.errstate(invalid="ignore"):
+        selected = well_fit & (_off_horizontal(orientation) <= tolerance)
+    return {"gabor_params": params, "r2": r2, "orientation": orientation,
+            "well_fit": well_fit, "selected": selected}
 
 
 def _off_horizontal(angle: np.ndarray) -> np.ndarray:
@@ -180,7 +173,9 @@ def validate(settings: Mapping[str, Any], hierarchy: Hierarchy | HierarchySpec, 
     level = names.index(name)
     if level == 0 or level == len(names) - 1:
         raise ConfigurationError(f"{where}.area: {name!r} needs an area below and an area above it")
-    check_int(settings.get("orientations", 12), f"{where}.orientations", minimum=2)
+    r2 = check_number(settings.get("gabor_r2", WELL_FIT), f"{where}.gabor_r2")
+    if not 0.0 <= r2 <= 1.0:
+        raise ConfigurationError(f"{where}.gabor_r2: the least R^2 of a unit's Gabor fit, 0 .. 1, got {r2!r}")
     tolerance = check_number(settings.get("tolerance", 15.0), f"{where}.tolerance")
     if not 0.0 <= tolerance <= 90.0:
         raise ConfigurationError(f"{where}.tolerance: degrees from horizontal, 0 .. 90, got {tolerance!r}")
@@ -202,7 +197,7 @@ def run(
     classical: int | None = None,
     threshold: float = 1.2,
     responsive: float = 0.1,
-    orientations: int = 12,
+    gabor_r2: float = WELL_FIT,
     tolerance: float = 15.0,
 ) -> ExperimentResult:
     """Length tuning of the middle module's error units, with and without feedback.
@@ -231,13 +226,14 @@ def run(
     threshold : float
         A unit is end-stopped when its index exceeds this.
     responsive : float
-        Units whose strongest response is below this share of the strongest
-        unit's are left out.
-    orientations : int
-        Angles (evenly over 180 degrees) of the orientation-tuning bars.
+        The all-units figures leave out units whose strongest response (over
+        both conditions) is below this share of the strongest unit's.
+    gabor_r2 : float
+        Selection: the least R^2 of the Gabor fit of a unit's generative field
+        (default 0.8, the receptive-field experiment's "Gabor-like").
     tolerance : float
-        Units whose preferred orientation is within this many degrees of
-        horizontal (the bars') are measured.
+        Selection: the most degrees between the fitted stripes and horizontal
+        (the bars' orientation).
     """
     layout = {"height": 16, "width": 16, "modules": 3, "offset": 5, "window": 5.0, "filter": "dog"}
     layout.update({k: v for k, v in (data or {}).get("layout", {}).items() if k in layout})
@@ -245,31 +241,28 @@ def run(
     spec = hierarchy[area].spec
     if spec.modules != layout["modules"]:
         raise ConfigurationError(f"end_stopping: area {area!r} has {spec.modules} modules, the data {layout['modules']}")
+    middle = layout["modules"] // 2
+    # The selection, from the weights alone: before any stimulus, in neither condition.
+    fields = generative_fields(hierarchy, area, middle, layout)
+    chosen = field_selection(fields, gabor_r2, tolerance)
     total = crop_width(layout["width"], layout["modules"], layout["offset"])
     lengths = np.asarray(sorted(int(v) for v in lengths))
     canvas, params = bars(layout["height"], total, lengths, thickness)
     classical = layout["width"] if classical is None else int(classical)
-    angles = np.arange(orientations) * (180.0 / orientations)
-    offsets = np.arange(-(layout["height"] // 2) + 1, layout["height"] // 2)
-    tilted, _ = oriented_bars(layout["height"], total, classical, thickness, angles, offsets)
     be = hierarchy.backend
-    xb, xt = (be.asarray(_stimuli(images, layout, contrast)) for images in (canvas, tilted))
+    xb = be.asarray(_stimuli(canvas, layout, contrast))
     per_module = spec.size // spec.modules
-    middle = layout["modules"] // 2
     units = slice(middle * per_module, (middle + 1) * per_module)
     relaxation = Relaxation(steps=steps, step_size=step_size, init="zeros")
     shape = (-1, len(lengths), per_module)
     with_fb = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
     with _silenced(hierarchy, level):
         without = _error_units(hierarchy, xb, level, relaxation, units).reshape(shape)
-        classical_responses = _error_units(hierarchy, xt, level, relaxation, units)
-    tuning, preferred = preferred_orientation(classical_responses.reshape(len(angles), -1, per_module), angles)
-    tuned = _off_horizontal(preferred) <= tolerance
     index_fb, surround_fb, curves_fb = _indices(with_fb, lengths, short_max, classical)
     index_nf, surround_nf, curves_nf = _indices(without, lengths, short_max, classical)
     peak = np.maximum(curves_fb.max(axis=1), curves_nf.max(axis=1))
     keep = peak >= responsive * peak.max()
-    measured = keep & tuned
+    selected = chosen["selected"]
 
     def share(values: np.ndarray, mask: np.ndarray) -> float:
         return float(np.mean(values[mask] > threshold)) if mask.any() else float("nan")
@@ -278,31 +271,34 @@ def run(
         return float(how(values[mask])) if mask.any() else float("nan")
 
     summary = {
-        "units": int(measured.sum()),
+        "units_total": int(per_module),
+        "units_selected": int(selected.sum()),
+        "units_poor_fit": int((~chosen["well_fit"]).sum()),
+        "units_off_horizontal": int((chosen["well_fit"] & ~selected).sum()),
         "units_responsive": int(keep.sum()),
-        "fraction_end_stopped_feedback_all_orientations": share(index_fb, keep),
-        "fraction_end_stopped_no_feedback_all_orientations": share(index_nf, keep),
-        "fraction_end_stopped_feedback": share(index_fb, measured),
-        "fraction_end_stopped_no_feedback": share(index_nf, measured),
-        "mean_index_feedback": middle_value(index_fb, measured, np.mean),
-        "mean_index_no_feedback": middle_value(index_nf, measured, np.mean),
-        "median_index_feedback": middle_value(index_fb, measured),
-        "median_index_no_feedback": middle_value(index_nf, measured),
-        "fraction_surround_feedback": share(surround_fb, measured),
-        "fraction_surround_no_feedback": share(surround_nf, measured),
-        "median_surround_feedback": middle_value(surround_fb, measured),
-        "median_surround_no_feedback": middle_value(surround_nf, measured),
     }
+    for suffix, mask in (("", selected), ("_all_units", keep)):
+        summary |= {
+            f"fraction_end_stopped_feedback{suffix}": share(index_fb, mask),
+            f"fraction_end_stopped_no_feedback{suffix}": share(index_nf, mask),
+            f"mean_index_feedback{suffix}": middle_value(index_fb, mask, np.mean),
+            f"mean_index_no_feedback{suffix}": middle_value(index_nf, mask, np.mean),
+            f"median_index_feedback{suffix}": middle_value(index_fb, mask),
+            f"median_index_no_feedback{suffix}": middle_value(index_nf, mask),
+            f"fraction_surround_feedback{suffix}": share(surround_fb, mask),
+            f"fraction_surround_no_feedback{suffix}": share(surround_nf, mask),
+            f"median_surround_feedback{suffix}": middle_value(surround_fb, mask),
+            f"median_surround_no_feedback{suffix}": middle_value(surround_nf, mask),
+        }
     settings = {"area": area, "lengths": lengths.tolist(), "thickness": thickness, "contrast": contrast,
                 "steps": steps, "step_size": step_size, "short_max": short_max, "classical": classical,
-                "threshold": threshold,
-                "responsive": responsive, "orientations": orientations, "tolerance": tolerance,
-                "layout": layout}
+                "threshold": threshold, "responsive": responsive, "gabor_r2": gabor_r2,
+                "tolerance": tolerance, "layout": layout}
     arrays = {"lengths": lengths, "index_feedback": index_fb, "index_no_feedback": index_nf,
               "surround_feedback": surround_fb, "surround_no_feedback": surround_nf,
               "curves_feedback": curves_fb, "curves_no_feedback": curves_nf, "responsive": keep,
-              "stimuli": params, "angles": angles, "orientation_tuning": tuning,
-              "preferred_orientation": preferred, "measured": measured}
+              "stimuli": params, "fields": fields, "field_gabor_params": chosen["gabor_params"],
+              "field_r2": chosen["r2"], "field_orientation": chosen["orientation"], "selected": selected}
     return ExperimentResult("end_stopping", arrays, summary, settings)
 
 
@@ -316,44 +312,61 @@ def _mean_sd(runs: Sequence[ExperimentResult], key: str, percent: bool = False) 
     return f"{values.mean():.2f} ± {sd:.2f}"
 
 
+def _total(runs: Sequence[ExperimentResult], key: str) -> str:
+    if any(key not in r.summary for r in runs):
+        return "–"
+    return str(int(np.sum([r.summary[key] for r in runs])))
+
+
 def summary(results: Mapping[str, list[ExperimentResult]]) -> list[str]:
-    """A table: per rule label, end-stopped fractions and median indices of the
-    units tuned to the bars (mean ± sd over seeds), and the all-units fractions."""
+    """A table: per rule label, end-stopped fractions and median indices (mean ±
+    sd over seeds) of the units selected by their generative fields, and the
+    same for every responsive unit."""
     lines = [
         (
-            "| rule label | seeds | units tuned to the bars / responsive | end-stopped with feedback "
+            "| rule label | units | seeds | units (sum over seeds) | end-stopped with feedback "
             "| without feedback | median index with feedback | without feedback "
             "| surround-suppressed with feedback | without feedback "
-            "| median surround index with feedback | without feedback "
-            "| all responsive units: end-stopped with feedback | without feedback |"
+            "| median surround index with feedback | without feedback |"
         ),
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, runs in results.items():
-        units = int(np.sum([r.summary["units"] for r in runs]))
-        responsive = int(np.sum([r.summary.get("units_responsive", r.summary["units"]) for r in runs]))
-        lines.append(
-            f"| {label} | {len(runs)} | {units} / {responsive} "
-            f"| {_mean_sd(runs, 'fraction_end_stopped_feedback', True)} "
-            f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback', True)} "
-            f"| {_mean_sd(runs, 'median_index_feedback')} | {_mean_sd(runs, 'median_index_no_feedback')} "
-            f"| {_mean_sd(runs, 'fraction_surround_feedback', True)} "
-            f"| {_mean_sd(runs, 'fraction_surround_no_feedback', True)} "
-            f"| {_mean_sd(runs, 'median_surround_feedback')} | {_mean_sd(runs, 'median_surround_no_feedback')} "
-            f"| {_mean_sd(runs, 'fraction_end_stopped_feedback_all_orientations', True)} "
-            f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback_all_orientations', True)} |"
-        )
+        for name, suffix, count in (("selected by field", "", "units_selected"),
+                                    ("all responsive", "_all_units", "units_responsive")):
+            lines.append(
+                f"| {label} | {name} | {len(runs)} | {_total(runs, count)} "
+                f"| {_mean_sd(runs, 'fraction_end_stopped_feedback' + suffix, True)} "
+                f"| {_mean_sd(runs, 'fraction_end_stopped_no_feedback' + suffix, True)} "
+                f"| {_mean_sd(runs, 'median_index_feedback' + suffix)} "
+                f"| {_mean_sd(runs, 'median_index_no_feedback' + suffix)} "
+                f"| {_mean_sd(runs, 'fraction_surround_feedback' + suffix, True)} "
+                f"| {_mean_sd(runs, 'fraction_surround_no_feedback' + suffix, True)} "
+                f"| {_mean_sd(runs, 'median_surround_feedback' + suffix)} "
+                f"| {_mean_sd(runs, 'median_surround_no_feedback' + suffix)} |"
+            )
     settings = next(iter(results.values()))[0].settings
     threshold, tolerance = settings.get("threshold", 1.2), settings.get("tolerance", 15.0)
+    r2 = settings.get("gabor_r2", WELL_FIT)
+    left_out = "; ".join(
+        f"{label}: of {_total(runs, 'units_total')} middle-module units, {_total(runs, 'units_poor_fit')} "
+        f"have a field the Gabor fits poorly (R² < {r2:g}) and {_total(runs, 'units_off_horizontal')} "
+        f"a well-fit field more than {tolerance:g}° from horizontal"
+        for label, runs in results.items()
+    )
     lines += [
         "",
         (
-            f"Units tuned to the bars: preferred orientation (patch-filling bars, feedback removed) within "
-            f"{tolerance:g} degrees of horizontal; units summed over seeds. End-stopped: index > {threshold}; "
-            "index = response to the best short bar / response to the longest bar, for the middle module's "
-            f"error units. Surround-suppressed: surround index > {threshold}; surround index = response to "
-            "the bar that fills the patch / response to the longest bar. The last two columns count every "
-            "responsive unit, whatever its preferred orientation (`cortexsim.experiments.end_stopping`)."
+            f"Selected by field: the unit's generative field (its feedback weights on the middle module's "
+            f"patch) is fitted by a 2-D Gabor with R² ≥ {r2:g} and its stripes lie within {tolerance:g}° of "
+            "horizontal (the bars): a criterion of the trained weights, independent of both conditions. "
+            f"Left out of the selection, summed over seeds: {left_out}. All responsive: every unit some "
+            "bar drives, in either condition, to at least "
+            f"{100 * settings.get('responsive', 0.1):g} % of the strongest unit's response. End-stopped: "
+            f"index > {threshold}; index = response to the best short bar / response to the longest bar, "
+            f"for the middle module's error units. Surround-suppressed: surround index > {threshold}; "
+            "surround index = response to the bar that fills the patch / response to the longest bar "
+            "(`cortexsim.experiments.end_stopping`)."
         ),
     ]
     return lines
