@@ -96,12 +96,31 @@ def _progress(quiet: bool) -> Any:
     return attach
 
 
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2``: comma-separated whole numbers >= 0, each once."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and part.isascii() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated whole numbers >= 0, e.g. --seeds 0,1,2")
+    seeds = [int(part) for part in parts]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is given twice")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1 (``--workers``)."""
+    if not (text.strip().isdigit() and text.strip().isascii()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
+
+
 def _run(args: argparse.Namespace) -> int:
     from .study.runner import run_study
     from .study.plan import load_study
 
     plan = load_study(args.study, overrides=args.set)
-    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     out = Path(args.out) if args.out else plan.out
     try:
         index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
@@ -183,13 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="replace a value of the study file, e.g. --set schedule.epochs=100 "
                           "--set data.name=fashion-mnist (repeatable)")
-    run.add_argument("--seeds", help="comma-separated seeds, replacing the study's")
+    run.add_argument("--seeds", type=_seeds, help="comma-separated seeds, replacing the study's")
     run.add_argument("--backend", choices=["numpy", "cupy"], help="replace the study's backend")
     run.add_argument("--resume", action="store_true", help="skip completed runs, continue killed ones")
     run.add_argument("--overwrite", action="store_true", help="replace runs already in the output folder")
     run.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
-    run.add_argument("--workers", type=int, default=1,
+    run.add_argument("--workers", type=_positive, default=1,
                      help="runs at a time, on a Dask LocalCluster when above 1 (cortexsim[dist])")
     report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")
     report.add_argument("run_dir")

@@ -22,6 +22,7 @@ from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
 from ..sim.simulator import Simulator
 from ..validation import check_int
+from .lock import study_lock
 from .plan import RunSpec, StudyPlan
 
 __all__ = ["run_study", "INDEX"]
@@ -190,6 +191,15 @@ def run_study(
     """
     workers = check_int(workers, "workers", minimum=1)
     out = Path(out if out is not None else plan.out)
+    with study_lock(out):
+        return _run_study(plan, out, seeds, backend, resume, overwrite, data_dir, progress, workers)
+
+
+def _run_study(
+    plan: StudyPlan, out: Path, seeds: Sequence[int] | None, backend: str | None, resume: bool,
+    overwrite: bool, data_dir: str | None, progress: Callable[[str, Scheduler], Any] | None,
+    workers: int,
+) -> dict[str, Any]:
     seeds = tuple(plan.seeds if seeds is None else seeds)
     if not (resume or overwrite):
         for spec in plan.rules:
