@@ -14,8 +14,9 @@ FEEDBACK_COLORS = {"with feedback": "#d62728", "feedback removed": "#7f7f7f"}
 
 
 def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
-    """Per rule label: normalised length tuning of the error units tuned to the bars, the
-    end-stopping index and the surround index, with feedback and with it removed."""
+    """Per rule label: normalised length tuning of the error units selected by their
+    generative fields (horizontal Gabors), the end-stopping index and the surround
+    index, with feedback and with it removed."""
     labels = list(results)
     fig, axes = _figure(3 * len(labels), columns=3)
     for row, label in enumerate(labels):
@@ -28,13 +29,15 @@ def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
             color = FEEDBACK_COLORS[condition]
             curves, indices, surrounds = [], [], []
             for run in runs:
-                keep = run.arrays.get("measured", run.arrays["responsive"]).astype(bool)
+                keep = run.arrays.get("selected", run.arrays.get("measured", run.arrays["responsive"])).astype(bool)
                 c = run.arrays[f"curves_{key}"][keep]
                 curves.append(c / c.max(axis=1, keepdims=True))
                 indices.append(run.arrays[f"index_{key}"][keep])
                 if f"surround_{key}" in run.arrays:
                     surrounds.append(run.arrays[f"surround_{key}"][keep])
             curves = np.concatenate(curves)
+            if not len(curves):  # no unit selected in any seed: nothing to draw
+                continue
             mean = curves.mean(axis=0)
             sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
             tuning.plot(lengths, mean, color=color, marker="o", markersize=3, label=condition)
@@ -43,6 +46,8 @@ def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
                 if not values:
                     continue
                 values = np.concatenate(values)
+                if not values.size:
+                    continue
                 finite = np.clip(values[np.isfinite(values)], 0, top)
                 share = np.mean(values > threshold) * 100
                 ax.hist(finite, bins=np.linspace(0, top, 26), color=color, alpha=0.55,
@@ -51,7 +56,7 @@ def end_stopping_figure(results: Mapping[str, Sequence[Any]]) -> Figure:
             tuning.axvline(classical, color="black", linewidth=0.8, linestyle=":")
         tuning.set_xlabel("bar length (pixels; dotted: the patch width)")
         tuning.set_ylabel("error-unit response (normalised)")
-        tuning.set_title(f"{label}: length tuning ({len(curves)} units tuned to the bars)")
+        tuning.set_title(f"{label}: length tuning ({len(curves)} units selected by field)")
         hist.set_xlabel("end-stopping index (best short / longest bar)")
         hist.set_title(f"{label}: end-stopping index")
         surround.set_xlabel("surround index (patch-filling / longest bar)")

@@ -1,5 +1,6 @@
-"""End-stopping experiment: bar geometry, the silenced-feedback control, and a
-planted model whose level 2 predicts long horizontal bars."""
+"""End-stopping experiment: bar geometry, the selection of units by the Gabor
+fit of their generative fields, the silenced-feedback control, and a planted
+model whose level 2 predicts long horizontal bars."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import pytest
 import cortexsim as cs
 from cortexsim.data.module_patches import stimulus_modules
 from cortexsim.experiments import EXPERIMENTS, load_result, save_result
-from cortexsim.experiments.end_stopping import bars, oriented_bars, run
+from cortexsim.analysis import gabor2d
+from cortexsim.experiments.end_stopping import bars, field_selection, run
 
 LAYOUT = {"height": 16, "width": 16, "modules": 3, "offset": 5, "window": 5.0, "filter": "dog"}
 FAST = {"lengths": (2, 4, 8, 12, 16, 20, 26), "steps": 150, "step_size": 0.1, "short_max": 12}
@@ -19,12 +21,22 @@ def template(canvas: np.ndarray) -> np.ndarray:
     return field / np.linalg.norm(field)
 
 
-def planted(level2_weight: float, vertical: bool = False) -> cs.Hierarchy:
+def planted(level2_weight: float, vertical: bool = False, noise: bool = False) -> cs.Hierarchy:
     """One unit per module tuned to a horizontal bar through the middle rows
-    (and, with ``vertical``, a second one tuned to a vertical bar through the
-    middle columns); one level-2 unit predicting the horizontal units of all
-    three modules equally."""
-    per = 2 if vertical else 1
+    (with ``vertical``, a second one tuned to a vertical bar through the middle
+    columns; with ``noise``, one more whose field is white noise); one level-2
+    unit predicting the horizontal units of all three modules equally."""
+    horizontal, upright = np.zeros((16, 26)), np.zeros((16, 26))
+    horizontal[7:9, :] = 1.0
+    upright[:, 2:4] = 1.0  # the first module covers columns 0 .. 15: its middle columns
+    upright = np.roll(upright, 5, axis=1)
+    fields = [template(horizontal)]
+    if vertical:
+        fields.append(template(upright))
+    if noise:
+        white = np.random.default_rng(3).normal(size=256)
+        fields.append(white / np.linalg.norm(white))
+    per = len(fields)
     model = {
         "areas": [
             {"name": "image", "size": 768},
@@ -35,11 +47,6 @@ def planted(level2_weight: float, vertical: bool = False) -> cs.Hierarchy:
         ]
     }
     h = cs.build(model, dtype="float64", seed=0)
-    horizontal, upright = np.zeros((16, 26)), np.zeros((16, 26))
-    horizontal[7:9, :] = 1.0
-    upright[:, 2:4] = 1.0  # the first module covers columns 0 .. 15: its middle columns
-    upright = np.roll(upright, 5, axis=1)
-    fields = [template(horizontal), template(upright)][:per]
     W = np.zeros((3 * per, 768))
     for m in range(3):
         for j, field in enumerate(fields):
@@ -49,6 +56,42 @@ def planted(level2_weight: float, vertical: bool = False) -> cs.Hierarchy:
     h.load_parameters({("level1", "W_fb"): W, ("level1", "b_fb"): np.zeros(768),
                        ("level2", "W_fb"): predicts, ("level2", "b_fb"): np.zeros(3 * per)})
     return h
+
+
+def axial_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Degrees between two orientations (period 180)."""
+    d = np.mod(np.asarray(a) - np.asarray(b), 180.0)
+    return np.minimum(d, 180.0 - d)
+
+
+def test_field_selection_recovers_known_orientations_and_rejects_poor_fits():
+    """Gabor fields of known stripe orientation (written with their own
+    formula, not the fit's) come back within 2 degrees; those within the
+    tolerance of horizontal are selected. White noise, and horizontal stripes
+    buried in noise, fail the R^2 criterion and are not selected."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:16, 0:16].astype(float)
+    stripes = np.array([0.0, 8.0, 14.0, 25.0, 45.0, 90.0, 130.0, 172.0])
+    fields = []
+    for angle in stripes:
+        a = np.radians(angle)
+        along = (x - 7.3) * np.cos(a) + (y - 8.1) * np.sin(a)      # along the stripes
+        across = -(x - 7.3) * np.sin(a) + (y - 8.1) * np.cos(a)    # across them
+        envelope = np.exp(-along**2 / (2 * 3.5**2) - across**2 / (2 * 2.5**2))
+        fields.append(envelope * np.cos(2 * np.pi * 0.15 * across + 0.7) + 0.01 * rng.normal(size=(16, 16)))
+    buried = gabor2d((16, 16), 7.5, 7.5, 2.5, 3.5, np.pi / 2, 0.15)  # horizontal stripes
+    buried = buried + 1.5 * buried.std() * rng.normal(size=(16, 16))
+    fields += [rng.normal(size=(16, 16)), buried]
+    chosen = field_selection(np.array(fields), gabor_r2=0.8, tolerance=15.0)
+    good = slice(0, len(stripes))
+    assert np.all(chosen["r2"][good] > 0.95), chosen["r2"]
+    assert np.all(axial_distance(chosen["orientation"][good], stripes) < 2.0), chosen["orientation"]
+    np.testing.assert_array_equal(chosen["well_fit"], [True] * len(stripes) + [False, False])
+    np.testing.assert_array_equal(chosen["selected"], [True, True, True, False, False, False, False, True,
+                                                       False, False])
+    assert chosen["r2"][-1] < 0.8 and axial_distance(chosen["orientation"][-1], 0.0) < 15.0, chosen
+    # a stricter tolerance drops the 14-degree field
+    assert not field_selection(np.array(fields[2:3]), gabor_r2=0.8, tolerance=10.0)["selected"][0]
 
 
 def test_bars_are_centred_and_complete():
@@ -61,32 +104,30 @@ def test_bars_are_centred_and_complete():
         assert abs((cols.min() + cols.max()) / 2 - 12.5) <= 0.5  # centred on the crop
 
 
-def test_oriented_bars_geometry():
-    canvas, params = oriented_bars(16, 26, 16, 2, angles=[0, 90, 45], offsets=[-2, 0, 3])
-    assert canvas.shape == (3 * 3 * 2, 16, 26)
-    flat = canvas[(params[:, 0] == 0) & (params[:, 1] == 0) & (params[:, 2] == 1)][0]
-    rows, cols = np.nonzero(flat)
-    assert set(rows) == {7, 8} and cols.size == 2 * 16 and abs(cols.mean() - 12.5) < 1e-9
-    upright = canvas[(params[:, 0] == 90) & (params[:, 1] == 3) & (params[:, 2] == -1)][0]
-    rows, cols = np.nonzero(upright)
-    assert set(cols) == {9, 10} and np.all(upright[rows, cols] == -1.0)  # 3 px left of centre (y down)
-    diagonal = canvas[(params[:, 0] == 45) & (params[:, 1] == 0) & (params[:, 2] == 1)][0]
-    rows, cols = np.nonzero(diagonal)
-    np.testing.assert_allclose(np.corrcoef(rows, cols)[0, 1], 1.0, atol=0.05)
-
-
-def test_units_are_measured_at_their_preferred_orientation():
-    """A unit tuned to vertical bars is left out of the end-stopping numbers:
-    horizontal bars through it drive it by their ends alone."""
-    result = run(planted(level2_weight=1.0, vertical=True), None, seed=0, data={"layout": LAYOUT}, **FAST)
-    np.testing.assert_array_equal(result.arrays["preferred_orientation"], [0.0, 90.0])
-    np.testing.assert_array_equal(result.arrays["measured"], [True, False])
+def test_units_are_selected_by_their_generative_fields():
+    """The units measured are chosen from their fields alone: the vertical
+    unit is well fit but off horizontal, the noise unit fits poorly; both are
+    left out and counted, and the all-units figures count them."""
+    result = run(planted(level2_weight=1.0, vertical=True, noise=True), None, seed=0,
+                 data={"layout": LAYOUT}, **(FAST | {"lengths": (4, 12, 26)}))
+    assert np.all(axial_distance(result.arrays["field_orientation"][:2], [0.0, 90.0]) < 2.0), result.arrays
+    assert result.arrays["field_r2"][2] < 0.8 < result.arrays["field_r2"][:2].min(), result.arrays["field_r2"]
+    np.testing.assert_array_equal(result.arrays["selected"], [True, False, False])
     s = result.summary
-    assert s["units"] == 1 and s["units_responsive"] == 2, s
+    assert (s["units_total"], s["units_selected"], s["units_off_horizontal"], s["units_poor_fit"]) == (3, 1, 1, 1), s
     assert s["fraction_end_stopped_feedback"] == 1.0 and s["fraction_end_stopped_no_feedback"] == 0.0, s
     # The vertical unit answers short horizontal bars more than long ones, feedback or not.
     assert result.arrays["index_no_feedback"][1] > 1.2, result.arrays["index_no_feedback"]
-    assert s["fraction_end_stopped_no_feedback_all_orientations"] == 0.5, s
+    assert s["units_responsive"] >= 2 and s["fraction_end_stopped_no_feedback_all_units"] > 0.0, s
+
+
+def test_the_selection_does_not_depend_on_the_feedback():
+    """Same level-1 fields, level 2 predicting or silent: the same units are selected."""
+    quick = {"lengths": (2, 12, 26), "steps": 10, "step_size": 0.1, "short_max": 12}
+    kept = [run(planted(level2_weight=w, vertical=True), None, seed=0, data={"layout": LAYOUT},
+                **quick).arrays["selected"] for w in (0.0, 1.0)]
+    np.testing.assert_array_equal(kept[0], [True, False])
+    np.testing.assert_array_equal(kept[0], kept[1])
 
 
 def test_planted_feedback_gives_end_stopping_that_silencing_removes():
@@ -94,7 +135,7 @@ def test_planted_feedback_gives_end_stopping_that_silencing_removes():
     before = {k: np.array(v) for k, v in h.parameters_to_numpy().items()}
     result = run(h, None, seed=0, data={"layout": LAYOUT}, **FAST)
     s = result.summary
-    assert s["units"] == 1
+    assert s["units_selected"] == 1
     # Level 2 explains the middle module away when the bar spans all three.
     assert s["mean_index_feedback"] > 1.5, s
     # Silenced, nothing predicts the middle module: a longer bar drives it as much or more.
@@ -127,10 +168,33 @@ def test_result_round_trip_summary_and_figure(tmp_path):
         np.testing.assert_array_equal(back.arrays[name], array)
     module = EXPERIMENTS["end_stopping"]
     lines = module.summary({"planted": [back, back]})
-    assert lines[2].startswith("| planted | 2 | 2 / 2 | 100 % ± 0 | 0 % ± 0 |"), lines[2]
+    assert lines[2].startswith("| planted | selected by field | 2 | 2 | 100 % ± 0 | 0 % ± 0 |"), lines[2]
+    assert lines[3].startswith("| planted | all responsive | 2 | 2 | 100 % ± 0 | 0 % ± 0 |"), lines[3]
+    assert "planted: of 2 middle-module units, 0 have a field the Gabor fits poorly" in lines[5], lines[5]
     plots.save(module.figure({"planted": [back]}), tmp_path / "es.png")
     image = imread(tmp_path / "es.png")
     assert image.shape[0] > 200 and float(image[..., :3].std()) > 0.05
+
+
+def test_the_paper_study_is_the_tuning_study_on_fresh_seeds():
+    """studies/papers/rao_ballard_1999.toml reports on seeds never used to choose
+    settings, with the tuning study's model, data, rule and experiments, and
+    its claims read keys the experiment's summary has."""
+    from pathlib import Path
+
+    from cortexsim.study.plan import load_study
+
+    root = Path(__file__).resolve().parents[2]
+    tuning = load_study(root / "studies" / "rao_ballard_1999.toml")
+    paper = load_study(root / "studies" / "papers" / "rao_ballard_1999.toml")
+    assert not set(tuning.seeds) & set(paper.seeds), (tuning.seeds, paper.seeds)
+    assert (paper.model, paper.data, paper.rules, paper.experiments) == \
+        (tuning.model, tuning.data, tuning.rules, tuning.experiments)
+    keys = run(planted(level2_weight=1.0), None, seed=0, data={"layout": LAYOUT},
+               lengths=(2, 12, 26), steps=5).summary
+    metrics = [claim["metric"] for claim in paper.claims]
+    assert len(metrics) == 4 and all(m.startswith("experiment.end_stopping.") for m in metrics), metrics
+    assert {m.rsplit(".", 1)[1] for m in metrics} <= set(keys), metrics
 
 
 def test_study_validation_names_the_area(tmp_path):
@@ -169,8 +233,10 @@ area = "levl1"
     text.write_text(text.read_text().replace('area = "levl1"', 'lenghts = [2, 4]'))
     with pytest.raises(ConfigurationError, match=r"experiments\[0\]\.lenghts: unknown key.*did you mean 'lengths'"):
         load_study(text)
-    for bad, message in (("orientations = 1", r"experiments\[0\]\.orientations"),
-                         ("tolerance = 120.0", r"experiments\[0\]\.tolerance: degrees from horizontal")):
+    for bad, message in (("gabor_r2 = 1.5", r"experiments\[0\]\.gabor_r2: the least R\^2"),
+                         ("gabor_r2 = \"high\"", r"experiments\[0\]\.gabor_r2: expected a number"),
+                         ("tolerance = 120.0", r"experiments\[0\]\.tolerance: degrees from horizontal"),
+                         ("orientations = 12", r"experiments\[0\]\.orientations: unknown key")):
         text.write_text(text.read_text().replace("lenghts = [2, 4]", bad))
         with pytest.raises(ConfigurationError, match=message):
             load_study(text)
