@@ -155,6 +155,38 @@ def _figures(runs: Sequence[RunData], folder: Path, name: str) -> list[tuple[str
     return written
 
 
+def _relaxation_section(runs: Sequence[RunData]) -> list[str]:
+    """Rules that relax to a tolerance: how many batches met it before the cap
+    (``converged_fraction``) and the steps taken (``mean_relaxation_steps``),
+    per label over its complete seeds; nothing when no run relaxed with one."""
+    lines = []
+    for label in _labels(runs):
+        seeds = [r.metrics for r in runs if r.included and r.label == label
+                 and "converged_fraction" in r.metrics and len(r.metrics["converged_fraction"])]
+        if not seeds:
+            continue
+        fraction = np.array([np.mean(m["converged_fraction"]) for m in seeds])
+        last = np.array([m["converged_fraction"][-1] for m in seeds])
+        first_steps = np.array([m["mean_relaxation_steps"][0] for m in seeds])
+        last_steps = np.array([m["mean_relaxation_steps"][-1] for m in seeds])
+        lines.append(f"| {label} | {len(seeds)} | {_pct(float(fraction.mean()))} | {_pct(float(last.mean()))} "
+                     f"| {_pct(float(last.min()))} | {first_steps.mean():.1f} | {last_steps.mean():.1f} |")
+    if not lines:
+        return []
+    return [
+        "## Relaxation to a tolerance",
+        "",
+        "Batches whose relaxation met its tolerance before the step cap, and the steps it took "
+        "(`/metrics/converged_fraction`, `/metrics/mean_relaxation_steps`; means over complete seeds).",
+        "",
+        "| rule label | seeds | converged, all epochs (%) | converged, last epoch (%) "
+        "| converged, last epoch, lowest seed (%) | mean steps, first epoch | mean steps, last epoch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *lines,
+        "",
+    ]
+
+
 HOW = """\
 ## How the numbers were computed
 
@@ -170,6 +202,9 @@ the `/metrics/*` datasets of each HDF5 file):
 - **Best epoch**: mean over seeds of the 1-based epoch number (`/metrics/epoch`) chosen above.
 - **Wall time**: the sum of a run's `/metrics/seconds` (training and evaluation per epoch,
   on whatever else the machine was doing at the time); the summary gives the mean over seeds.
+- **Relaxation to a tolerance**: per run, the mean over epochs of `converged_fraction` (each
+  epoch's share of batches whose energy changed by less than the tolerance before the cap),
+  its last epoch, and `mean_relaxation_steps` in the first and the last epoch; then means over seeds.
 - **Per-run table**: the last row of each metric; runs whose status is not `complete`
   (running, diverged, failed) show what their recording holds so far and are left out of
   every aggregate and figure.
@@ -238,6 +273,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
         which = ", ".join(f"`{r.label}` seed {r.seed} ({r.problem})" for r in excluded)
         notes.append(f"- Left out of the aggregates and figures: {which}.")
     lines += [""] + (notes + [""] if notes else [])
+    lines += _relaxation_section(runs)
     lines += generative_sections(study, out, runs, folder)
     lines += [
         "## Runs",
