@@ -303,13 +303,29 @@ def run(
 
 
 def _mean_sd(runs: Sequence[ExperimentResult], key: str, percent: bool = False) -> str:
+    """Mean ± sd over the seeds; a seed with no unit to count (NaN) is left
+    out, and then the count of seeds used follows."""
     if any(key not in r.summary for r in runs):
         return "–"
-    values = np.array([r.summary[key] for r in runs]) * (100.0 if percent else 1.0)
-    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    values = np.array([r.summary[key] for r in runs], dtype=np.float64) * (100.0 if percent else 1.0)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return "–"
+    sd = finite.std(ddof=1) if finite.size > 1 else 0.0
+    seeds = "" if finite.size == values.size else f" ({finite.size} of {values.size} seeds)"
     if percent:
-        return f"{values.mean():.0f} % ± {sd:.0f}"
-    return f"{values.mean():.2f} ± {sd:.2f}"
+        return f"{finite.mean():.0f} % ± {sd:.0f}{seeds}"
+    return f"{finite.mean():.2f} ± {sd:.2f}{seeds}"
+
+
+def _pooled(runs: Sequence[ExperimentResult], condition: str, mask: str, threshold: float) -> str:
+    """Units over the threshold / units counted, summed over the seeds."""
+    above = total = 0
+    for r in runs:
+        keep = r.arrays[mask].astype(bool)
+        above += int(np.sum(r.arrays[f"index_{condition}"][keep] > threshold))
+        total += int(keep.sum())
+    return f"{above} of {total}"
 
 
 def _total(runs: Sequence[ExperimentResult], key: str) -> str:
@@ -354,9 +370,16 @@ def summary(results: Mapping[str, list[ExperimentResult]]) -> list[str]:
         f"a well-fit field more than {tolerance:g}° from horizontal"
         for label, runs in results.items()
     )
+    pooled = "; ".join(
+        f"{label}: {_pooled(runs, 'feedback', 'selected', threshold)} with feedback, "
+        f"{_pooled(runs, 'no_feedback', 'selected', threshold)} without"
+        for label, runs in results.items() if all("selected" in r.arrays for r in runs)
+    )
     lines += [
         "",
         (
+            f"Selected units end-stopped, summed over seeds: {pooled}. " if pooled else ""
+        ) + (
             f"Selected by field: the unit's generative field (its feedback weights on the middle module's "
             f"patch) is fitted by a 2-D Gabor with R² ≥ {r2:g} and its stripes lie within {tolerance:g}° of "
             "horizontal (the bars): a criterion of the trained weights, independent of both conditions. "

@@ -171,6 +171,11 @@ def test_result_round_trip_summary_and_figure(tmp_path):
     assert lines[2].startswith("| planted | selected by field | 2 | 2 | 100 % ± 0 | 0 % ± 0 |"), lines[2]
     assert lines[3].startswith("| planted | all responsive | 2 | 2 | 100 % ± 0 | 0 % ± 0 |"), lines[3]
     assert "planted: of 2 middle-module units, 0 have a field the Gabor fits poorly" in lines[5], lines[5]
+    assert "summed over seeds: planted: 2 of 2 with feedback, 0 of 2 without." in lines[5], lines[5]
+    empty = load_result(path)  # a seed without a selected unit is left out of the mean, and said so
+    empty.summary["fraction_end_stopped_feedback"] = float("nan")
+    row = module.summary({"planted": [back, empty]})[2]
+    assert row.startswith("| planted | selected by field | 2 | 2 | 100 % ± 0 (1 of 2 seeds) | 0 % ± 0 |"), row
     plots.save(module.figure({"planted": [back]}), tmp_path / "es.png")
     image = imread(tmp_path / "es.png")
     assert image.shape[0] > 200 and float(image[..., :3].std()) > 0.05
