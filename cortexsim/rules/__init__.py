@@ -16,7 +16,10 @@ from .ddtp import DDTPLinear
 from .wake_sleep import WakeSleep
 from .elbo import ELBO
 from .reweighted_wake_sleep import ReweightedWakeSleep
+from .generative_target_prop import GenerativeTargetProp
+from .generative_dtp import GenerativeDTP
 
 __all__ = ["Rule", "Capabilities", "register", "Backprop", "PredictiveCoding", "FeedbackAlignment",
            "DirectFeedbackAlignment", "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep",
-           "ELBO", "ReweightedWakeSleep", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "ELBO", "ReweightedWakeSleep", "GenerativeTargetProp",
+           "GenerativeDTP", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
