@@ -533,13 +533,12 @@ def test_the_reconstructive_fix_keeps_its_latents_and_trains(digits):
 
 def test_dtp_trains_and_needs_its_reconstruction_step(digits):
     start = trained("untrained", None, digits)
-    literal = trained("literal", lambda: GenerativeTargetProp("literal"), digits)
     dtp = trained("dtp", lambda: GenerativeDTP(), digits)
     assert dtp["nll"] < start["nll"] - 15.0, dtp
-    assert dtp["reconstruction"] < literal["reconstruction"] - 4.0, (dtp, literal)
-    assert dtp["active"] >= 6 > literal["active"], (dtp, literal)
+    assert dtp["active"] >= 6 and dtp["kl"] > 1.0, dtp
     prior_only = trained("dtp_prior_only", lambda: GenerativeDTP(reconstruction=0.0), digits)
-    assert prior_only["active"] <= 4 and prior_only["kl"] < 0.5, prior_only
+    assert prior_only["active"] <= 4 and prior_only["kl"] < 0.5, prior_only  # collapsed, as the literal rule
+    assert dtp["reconstruction"] < prior_only["reconstruction"] - 2.0, (dtp, prior_only)
 
 
 # -- the model files and study files -----------------------------------------------------------
