@@ -200,8 +200,10 @@ class _GenerativeTargetRule(ELBO):
         return ratio, e_s, 0.5 * xp.sum(logvar + diff * ratio) / rows
 
     def reconstruction_error(self, hierarchy: Hierarchy, l: int, v: Any, e_p: Any, e_s: Any) -> Any:
-        """``-dG_l/dh_l`` at activity ``v`` of area ``l``: the prediction error of
-        the level below sent back through area ``l``'s own generative weights."""
+        """``-dG_l/dv`` at the activity ``v`` area ``l`` predicts from (its decoder
+        activity ``d_l``), from the errors ``e_p``, ``e_s`` of that prediction: the
+        prediction error of the level below sent back through area ``l``'s own
+        generative weights."""
         be, xp = hierarchy.backend, hierarchy.backend.xp
         T = xp.matrix_transpose
         area = hierarchy.areas[l]
@@ -221,7 +223,7 @@ class _GenerativeTargetRule(ELBO):
 
     def local_predictions(self, hierarchy: Hierarchy, p: Pass) -> dict[str, list[Any]]:
         """``u[l], mean[l], logvar[l]``: area ``l``'s prediction of area ``l-1``
-        from the bottom-up activity ``h_l`` (index 0 unused)."""
+        from its decoder activity ``d_l`` (the decoder pass of ``p``; index 0 unused)."""
         top = len(hierarchy.areas) - 1
         local: dict[str, list[Any]] = {key: [None] * (top + 1) for key in ("u", "mean", "logvar")}
         for l in range(1, top + 1):
