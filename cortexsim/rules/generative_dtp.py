@@ -239,13 +239,7 @@ class GenerativeDTP(_GenerativeTargetRule):
             if flags[l]:
                 e_v[l] = diff * (0.5 * xp.exp(0.5 * p.bu_logvar[l]) * p.noise[l]) + 0.5 * self.top_step
                 forward_losses[l] = forward_losses[l] - 0.5 * self.top_step * xp.sum(p.bu_logvar[l]) / diff.shape[0]
-        recognition, e_a = self.recognition_gradients(hierarchy, p, e_m, e_v, self.tag)
-        grads.update(recognition)
-        for l in range(1, top + 1):
-            state.errors[l] = e_a[l]
-        local["generative"], local["recognition"] = inverse_losses, forward_losses
-        self.batches += 1
-        return grads
+        return self._finish(hierarchy, state, grads, e_m, e_v, inverse_losses, forward_losses)
 
     def __repr__(self) -> str:
         return (f"GenerativeDTP(top_step={self.top_step}, reconstruction={self.reconstruction_step}, "

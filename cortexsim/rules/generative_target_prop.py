@@ -270,6 +270,21 @@ class _GenerativeTargetRule(ELBO):
         grads.update(self._hebbian(hierarchy, pre, e_v, ("W_ff_logvar", "b_ff_logvar"), f"{tag}.ffv"))
         return grads, e_a
 
+    def _finish(
+        self, hierarchy: Hierarchy, state: State, grads: Gradients, e_m: list[Any], e_v: list[Any],
+        generative_losses: list[Any], recognition_losses: list[Any],
+    ) -> Gradients:
+        """Add the recognition gradients to ``grads``, keep ``-dF_l/da_l`` as the
+        state's errors and the local losses in the state, and count the batch."""
+        p, local = state.variational["pass"], state.variational["local"]
+        recognition, e_a = self.recognition_gradients(hierarchy, p, e_m, e_v, self.tag)
+        grads.update(recognition)
+        for l in range(1, len(hierarchy.areas)):
+            state.errors[l] = e_a[l]
+        local["generative"], local["recognition"] = generative_losses, recognition_losses
+        self.batches += 1
+        return grads
+
     # -- the rule --------------------------------------------------------------------------
     def infer(self, hierarchy: Hierarchy, x: Any, y: Any = None, observe: Any = None) -> State:
         """The bottom-up pass and bound of ``elbo`` (``y`` ignored, nothing to
@@ -373,13 +388,7 @@ class GenerativeTargetProp(_GenerativeTargetRule):
                 if flags[l]:
                     e_v[l] = e_v[l] + g * (0.5 * xp.exp(0.5 * p.bu_logvar[l]) * p.noise[l])
                 recognition[l] = recognition[l] + self.reconstruction * generative[l]
-        recognition_grads, e_a = self.recognition_gradients(hierarchy, p, e_m, e_v, self.tag)
-        grads.update(recognition_grads)
-        for l in range(1, top + 1):
-            state.errors[l] = e_a[l]
-        local["generative"], local["recognition"] = generative, recognition
-        self.batches += 1
-        return grads
+        return self._finish(hierarchy, state, grads, e_m, e_v, generative, recognition)
 
     def __repr__(self) -> str:
         return (f"GenerativeTargetProp(variant={self.variant!r}, likelihood={self.likelihood!r}, "
