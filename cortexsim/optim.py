@@ -22,18 +22,12 @@ from typing import Any
 
 from .errors import did_you_mean
 from .model.hierarchy import Hierarchy, ParameterKey
-from .validation import check_int, check_number, invalid
+from .validation import check_bool, check_int, check_number, invalid
 
 __all__ = [
     "Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "OPTIMIZERS", "make_optimizer",
     "Schedule", "SCHEDULES", "make_schedule",
 ]
-
-
-def _check_flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise invalid(where, f"expected true or false, got {value!r}")
-    return value
 
 
 class Optimizer:
@@ -143,7 +137,7 @@ class Momentum(Optimizer):
     ) -> None:
         super().__init__(lr, weight_decay, feedback_lr)
         self.momentum = check_number(momentum, "optimizer.momentum", positive=True, below=1.0)
-        self.nesterov = _check_flag(nesterov, "optimizer.nesterov")
+        self.nesterov = check_bool(nesterov, "optimizer.nesterov")
 
     def update(self, hierarchy: Hierarchy, key: ParameterKey, param: Any, grad: Any, lr: float) -> None:
         be = hierarchy.backend
@@ -185,8 +179,8 @@ class RMSprop(Optimizer):
         super().__init__(lr, weight_decay, feedback_lr)
         self.rho = check_number(rho, "optimizer.rho", positive=True, below=1.0)
         self.eps = check_number(eps, "optimizer.eps", positive=True)
-        self.centered = _check_flag(centered, "optimizer.centered")
-        self.eps_inside_sqrt = _check_flag(eps_inside_sqrt, "optimizer.eps_inside_sqrt")
+        self.centered = check_bool(centered, "optimizer.centered")
+        self.eps_inside_sqrt = check_bool(eps_inside_sqrt, "optimizer.eps_inside_sqrt")
         self.momentum = check_number(momentum, "optimizer.momentum", below=1.0)
         if self.momentum < 0:
             raise invalid("optimizer.momentum", f"must be >= 0, got {momentum!r}")

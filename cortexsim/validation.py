@@ -47,7 +47,7 @@ import numpy as np
 from .errors import ConfigurationError, did_you_mean
 
 __all__ = [
-    "check_keys", "check_number", "check_int", "check_choice",
+    "check_keys", "check_number", "check_int", "check_bool", "check_choice",
     "located", "locate", "invalid", "settings_keys",
 ]
 
@@ -161,6 +161,13 @@ def check_number(
     if below is not None and value >= below:
         raise invalid(where, f"must be < {below}, got {value!r}")
     return float(value)
+
+
+def check_bool(value: Any, where: str) -> bool:
+    """``true`` or ``false``; returns it."""
+    if not isinstance(value, bool):
+        raise invalid(where, f"expected true or false, got {value!r}")
+    return value
 
 
 def check_int(value: Any, where: str, *, minimum: int = 0) -> int:

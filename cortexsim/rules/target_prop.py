@@ -75,7 +75,7 @@ from ..errors import ConfigurationError
 from ..model.hierarchy import Hierarchy
 from ..inference import State, Sweep, feedforward
 from ..model.losses import get_loss
-from ..validation import check_choice, check_int, check_number, invalid
+from ..validation import check_bool, check_choice, check_int, check_number, invalid
 from .base import Capabilities, Rule, register
 from .local import Gradients, hebbian_gradients
 
@@ -306,8 +306,7 @@ class TargetProp(_TargetRule):
         first_target: str = "output",
     ) -> None:
         super().__init__(loss, top_step, noise, seed, positive_noise=False)
-        if not isinstance(difference, bool):
-            raise invalid("rule.difference", f"expected true or false, got {difference!r}")
+        check_bool(difference, "rule.difference")
         check_choice(first_target, FIRST_TARGETS, "rule.first_target")
         self.difference = difference
         self.first_target = first_target

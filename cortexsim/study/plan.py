@@ -24,7 +24,7 @@ from ..report.options import REPORT_OPTIONS, report_options
 from ..rules import RULES, Capabilities, Rule, make_rule
 from ..model.spec import HierarchySpec
 from ..validation import (
-    check_choice, check_int, check_keys, check_number, invalid, located, settings_keys,
+    check_bool, check_choice, check_int, check_keys, check_number, invalid, located, settings_keys,
 )
 
 __all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
@@ -257,8 +257,8 @@ def _claims(table: Any, labels: Sequence[str],
         for key in ("published", "within"):
             if key in claim:
                 check_number(claim[key], f"{where}.{key}")
-        if "percent" in claim and not isinstance(claim["percent"], bool):
-            raise invalid(f"{where}.percent", f"expected true or false, got {claim['percent']!r}")
+        if "percent" in claim:
+            check_bool(claim["percent"], f"{where}.percent")
         claims.append(dict(claim))
     return tuple(claims)
 
