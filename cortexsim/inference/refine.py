@@ -57,14 +57,15 @@ from .importance import log_likelihood_estimate
 from .variational import (
     LIKELIHOODS,
     POSTERIORS,
+    Pass,
     forward,
+    generate,
     kl_analytic,
     kl_sampled,
     log_likelihood,
     log_weights,
     sigmoid,
     stochastic_areas,
-    top_prior,
 )
 
 __all__ = [
@@ -173,47 +174,18 @@ def amortized_posterior(
             [None if v is None else be.copy(v) for v in p.q_logvar])
 
 
-@dataclass
-class _Generation:
-    z: list[Any]
-    d: list[Any]
-    u: list[Any]
-    p_mean: list[Any]
-    p_logvar: list[Any]
-    out: Any
-    log_px: Any
-
-
 def _generate(hierarchy: Hierarchy, flags: list[bool], x: Any, M: list[Any], V: list[Any],
-              noise: list[Any], likelihood: str) -> _Generation:
-    """Samples of the mean-field q on every row and the decoder, top-down."""
-    be, xp = hierarchy.backend, hierarchy.backend.xp
-    areas = hierarchy.areas
-    top = len(areas) - 1
-    none = [None] * (top + 1)
-    g = _Generation(z=list(none), d=list(none), u=list(none), p_mean=list(none),
-                    p_logvar=list(none), out=None, log_px=None)
-    for l in range(1, top + 1):
-        if flags[l]:
-            g.z[l] = M[l] + xp.exp(0.5 * V[l]) * noise[l]
-    mean, logvar = top_prior(hierarchy)
-    g.p_mean[top] = be.asarray([mean] * areas[top].size)
-    g.p_logvar[top] = be.asarray([logvar] * areas[top].size)
-    g.d[top] = g.z[top]
-    for l in range(top, 0, -1):
-        area = areas[l]
-        g.u[l] = area.feedback_activation(be, g.d[l])
-        below = g.u[l] @ area.W_fb + area.b_fb
-        if l == 1:
-            g.out = below
-        elif flags[l - 1]:
-            g.p_mean[l - 1] = below
-            g.p_logvar[l - 1] = g.u[l] @ area.W_fb_logvar + area.b_fb_logvar
-            g.d[l - 1] = g.z[l - 1]
-        else:
-            g.d[l - 1] = below
-    g.log_px = log_likelihood(xp, x, g.out, likelihood, areas[0].precision)
-    return g
+              noise: list[Any], likelihood: str) -> Pass:
+    """Samples of the mean-field q on every row and the decoder, top-down
+    (``variational.generate`` on a pass that holds only the samples)."""
+    xp = hierarchy.backend.xp
+    none = [None] * len(hierarchy.areas)
+    z = [M[l] + xp.exp(0.5 * V[l]) * noise[l] if flag and l > 0 else None
+         for l, flag in enumerate(flags)]
+    p = Pass(x=x, a=list(none), h=list(none), mean=list(none), bu_logvar=list(none),
+             q_mean=list(M), q_logvar=list(V), p_mean=list(none), p_logvar=list(none),
+             noise=list(noise), z=z, d=list(none), u=list(none), likelihood=likelihood)
+    return generate(hierarchy, p, flags)
 
 
 def _rows(
@@ -337,6 +309,8 @@ def _draw(
 def refine(
     hierarchy: Hierarchy, x: Any, settings: Refinement | None = None, *,
     likelihood: str = "bernoulli", beta: float = 1.0, noise: list[Any] | None = None,
+    rng: np.random.Generator | None = None,
+    initial: tuple[list[Any], list[Any]] | None = None,
 ) -> Refined:
     """Ascend each datum's ELBO with respect to its posterior parameters.
 
@@ -355,6 +329,12 @@ def refine(
     noise : list of arrays, optional
         Fixed draws ``noise[l]`` (samples * batch, n_l) used at every step (a
         deterministic ascent of a sample-average bound); None draws afresh each step.
+    rng : numpy.random.Generator, optional
+        Draws the fresh noise (a learning rule's own stream); None seeds one
+        with ``settings.seed`` at every call.
+    initial : (means, log-variances), optional
+        The starting posterior (per-area lists, as :func:`amortized_posterior`
+        returns them, which is the default); copied, never written.
 
     Returns
     -------
@@ -380,8 +360,11 @@ def refine(
                 got = None if noise[l] is None else tuple(noise[l].shape)
                 raise invalid(f"noise[{l}]", f"needs shape {(rows, area.size)} "
                                               f"(samples * batch, units), got {got}")
-    rng = np.random.default_rng(settings.seed)
-    mean, logvar = amortized_posterior(hierarchy, x, settings.start)
+    rng = np.random.default_rng(settings.seed) if rng is None else rng
+    if initial is None:
+        mean, logvar = amortized_posterior(hierarchy, x, settings.start)
+    else:
+        mean, logvar = list(initial[0]), list(initial[1])
     stochastic = [l for l, flag in enumerate(flags) if flag and l > 0]
     first = {l: (xp.zeros_like(mean[l]), xp.zeros_like(logvar[l])) for l in stochastic}
     second = {l: (xp.zeros_like(mean[l]), xp.zeros_like(logvar[l])) for l in stochastic}

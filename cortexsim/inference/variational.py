@@ -45,6 +45,7 @@ __all__ = [
     "Pass",
     "decode",
     "forward",
+    "generate",
     "kl_analytic",
     "kl_sampled",
     "log_likelihood",
@@ -164,6 +165,7 @@ def _sample(be: Any, mean: Any, logvar: Any, noise: Any) -> Any:
 def forward(
     hierarchy: Hierarchy, x: Any, noise: list[Any], *, posterior: str = "bottom_up",
     likelihood: str = "bernoulli", analytic_kl: bool = True,
+    given: tuple[list[Any], list[Any]] | None = None,
 ) -> Pass:
     """Recognition, sampling and generation for data rows ``x`` (rows, n_0).
 
@@ -179,11 +181,22 @@ def forward(
         the top area, and every stochastic area under ladder inference (its
         posterior and prior condition on the same sample above). Elsewhere the
         KL term is the single-sample ``log q(z) - log p(z)``.
+    given : (means, log-variances), optional
+        A posterior other than the recognition pass's: per-area lists (None
+        off the stochastic areas) of (rows, n_l) means and log-variances of a
+        mean-field q (each area's q independent of the samples above, as
+        ``inference/refine.py`` finds it). The stochastic areas are sampled
+        from it, the deterministic recognition areas above them computed from
+        those samples, and every KL term is closed-form (exact for such a q).
+        Only with ``posterior = "bottom_up"``.
     """
     be, xp = hierarchy.backend, hierarchy.backend.xp
     areas = hierarchy.areas
     top = len(areas) - 1
     flags = stochastic_areas(hierarchy)
+    if given is not None and posterior != "bottom_up":
+        raise ConfigurationError("a given posterior replaces the recognition pass's; it needs "
+                                 "posterior = 'bottom_up', got " + repr(posterior))
     none = [None] * (top + 1)
     p = Pass(x=x, a=list(none), h=list(none), mean=list(none), bu_logvar=list(none),
              q_mean=list(none), q_logvar=list(none), p_mean=list(none), p_logvar=list(none),
@@ -196,9 +209,36 @@ def forward(
         p.mean[l] = p.h[l] = area.activation(be, p.a[l])
         if flags[l]:
             p.bu_logvar[l] = p.h[l - 1] @ area.W_ff_logvar + area.b_ff_logvar
-            if posterior == "bottom_up":
+            if given is not None:
+                p.q_mean[l], p.q_logvar[l] = given[0][l], given[1][l]
+            elif posterior == "bottom_up":
                 p.q_mean[l], p.q_logvar[l] = p.mean[l], p.bu_logvar[l]
-                p.z[l] = p.h[l] = _sample(be, p.mean[l], p.bu_logvar[l], noise[l])
+            if posterior == "bottom_up":
+                p.z[l] = p.h[l] = _sample(be, p.q_mean[l], p.q_logvar[l], noise[l])
+    generate(hierarchy, p, flags)
+    p.kl, p.analytic = list(none), [False] * (top + 1)
+    for l in range(1, top + 1):
+        if not flags[l]:
+            continue
+        p.analytic[l] = given is not None or (analytic_kl and (posterior == "ladder" or l == top))
+        if p.analytic[l]:
+            p.kl[l] = kl_analytic(xp, p.q_mean[l], p.q_logvar[l], p.p_mean[l], p.p_logvar[l])
+        else:
+            p.kl[l] = kl_sampled(xp, noise[l], p.q_logvar[l], p.z[l], p.p_mean[l], p.p_logvar[l])
+    return p
+
+
+def generate(hierarchy: Hierarchy, p: Pass, flags: list[bool] | None = None) -> Pass:
+    """The top-down half of :func:`forward` ("Generation" in the module
+    docstring) on a pass whose samples ``p.z`` are drawn (bottom-up posterior)
+    or drawn here (ladder: each lower area's merge, from ``p.mean``,
+    ``p.bu_logvar`` and ``p.noise``): fills ``p.p_mean``, ``p.p_logvar``,
+    ``p.d``, ``p.u``, ``p.out`` and ``p.log_px``, and returns ``p``."""
+    be, xp = hierarchy.backend, hierarchy.backend.xp
+    areas = hierarchy.areas
+    top = len(areas) - 1
+    flags = stochastic_areas(hierarchy) if flags is None else flags
+    posterior, noise = p.posterior, p.noise
     mean, logvar = top_prior(hierarchy)
     p.p_mean[top] = be.asarray([mean] * areas[top].size)
     p.p_logvar[top] = be.asarray([logvar] * areas[top].size)
@@ -222,16 +262,7 @@ def forward(
             p.d[l - 1] = p.z[l - 1]
         else:
             p.d[l - 1] = below
-    p.log_px = log_likelihood(xp, x, p.out, likelihood, areas[0].precision)
-    p.kl, p.analytic = list(none), [False] * (top + 1)
-    for l in range(1, top + 1):
-        if not flags[l]:
-            continue
-        p.analytic[l] = analytic_kl and (posterior == "ladder" or l == top)
-        if p.analytic[l]:
-            p.kl[l] = kl_analytic(xp, p.q_mean[l], p.q_logvar[l], p.p_mean[l], p.p_logvar[l])
-        else:
-            p.kl[l] = kl_sampled(xp, noise[l], p.q_logvar[l], p.z[l], p.p_mean[l], p.p_logvar[l])
+    p.log_px = log_likelihood(xp, p.x, p.out, p.likelihood, areas[0].precision)
     return p
 
 

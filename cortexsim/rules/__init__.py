@@ -18,8 +18,9 @@ from .elbo import ELBO
 from .reweighted_wake_sleep import ReweightedWakeSleep
 from .generative_target_prop import GenerativeTargetProp
 from .generative_dtp import GenerativeDTP
+from .generative_hybrid import GenerativeHybrid
 
 __all__ = ["Rule", "Capabilities", "register", "Backprop", "PredictiveCoding", "FeedbackAlignment",
            "DirectFeedbackAlignment", "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep",
            "ELBO", "ReweightedWakeSleep", "GenerativeTargetProp",
-           "GenerativeDTP", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "GenerativeDTP", "GenerativeHybrid", "RULES", "make_rule", "Gradients", "hebbian_gradients"]

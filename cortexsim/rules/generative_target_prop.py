@@ -272,11 +272,13 @@ class _GenerativeTargetRule(ELBO):
 
     def _finish(
         self, hierarchy: Hierarchy, state: State, grads: Gradients, e_m: list[Any], e_v: list[Any],
-        generative_losses: list[Any], recognition_losses: list[Any],
+        generative_losses: list[Any], recognition_losses: list[Any], p: Pass | None = None,
     ) -> Gradients:
-        """Add the recognition gradients to ``grads``, keep ``-dF_l/da_l`` as the
-        state's errors and the local losses in the state, and count the batch."""
-        p, local = state.variational["pass"], state.variational["local"]
+        """Add the recognition gradients to ``grads`` (on the pass ``p``, the
+        state's own by default), keep ``-dF_l/da_l`` as the state's errors and the
+        local losses in the state, and count the batch."""
+        local = state.variational["local"]
+        p = state.variational["pass"] if p is None else p
         recognition, e_a = self.recognition_gradients(hierarchy, p, e_m, e_v, self.tag)
         grads.update(recognition)
         for l in range(1, len(hierarchy.areas)):

@@ -104,6 +104,33 @@ def test_gradient_matches_finite_differences(backend_name, likelihood, beta):
     assert all(g is None for l, g in enumerate(g_mean) if l not in (2, 4))
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_forward_with_a_given_posterior_is_the_mean_field_bound(backend_name, likelihood):
+    """``variational.forward(given=...)``, the refined pass of the hybrid rule:
+    its samples are those of the given q, its closed-form KL terms make the
+    mean-field ELBO of the reference, and the recognition areas above a sample
+    are computed from it."""
+    from cortexsim.inference.variational import forward, log_weights
+
+    spec = two_level_spec((5, 4, 3, 3, 2), x_precision=1.5)
+    h, P = randomized(spec, backend_name, scale=0.5)
+    x = random_data(spec, likelihood, batch=3)
+    rng = np.random.default_rng(12)
+    mean = [rng.normal(size=(3, a.size)) if a.stochastic else None for a in spec.areas]
+    logvar = [rng.normal(0, 0.5, size=(3, a.size)) if a.stochastic else None for a in spec.areas]
+    noise = [rng.standard_normal((3, a.size)) if a.stochastic else None for a in spec.areas]
+    on = lambda arrays: [None if a is None else put(h, a) for a in arrays]  # noqa: E731
+    p = forward(h, put(h, x), on(noise), likelihood=likelihood, given=(on(mean), on(logvar)))
+    np.testing.assert_allclose(to_np(h, log_weights(h.backend.xp, p)),
+                               mean_field_elbo(spec, P, x, mean, logvar, noise, likelihood), rtol=1e-12)
+    z1 = mean[2] + np.exp(logvar[2] / 2) * noise[2]
+    np.testing.assert_allclose(to_np(h, p.z[2]), z1, rtol=1e-12)
+    above = np_act(spec.areas[3].activation, z1 @ P[(spec.areas[3].name, "W_ff")] + P[(spec.areas[3].name, "b_ff")])
+    np.testing.assert_allclose(to_np(h, p.h[3]), above, rtol=1e-12)
+    with pytest.raises(ConfigurationError, match="needs posterior = 'bottom_up'"):
+        forward(h, put(h, x), on(noise), posterior="ladder", given=(on(mean), on(logvar)))
+
+
 def test_one_stochastic_area_starts_at_the_elbo_rule_bound(backend_name):
     """With one stochastic area the start is the amortized q itself: at the same
     noise, step 0's bound is the negative loss of the elbo rule."""
