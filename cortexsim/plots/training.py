@@ -108,8 +108,10 @@ def alignment(
     title: str | None = None,
     points: int = 100,
     prefix: str = "",
+    reference: str = "backprop",
 ) -> Figure:
-    """Cosine between each rule's update and backprop's gradient, per area, over training.
+    """Cosine between each rule's update and the reference gradient (backprop's,
+    or the ELBO's for variational rules), per area, over training.
 
     Parameters
     ----------
@@ -117,6 +119,8 @@ def alignment(
         ``target`` is an area name or ``"all"`` (every parameter together);
         ``step`` the global batch counter of each row and ``cosine`` column 0 of
         an alignment probe's data.
+    reference : str
+        What the updates are compared with, for the labels ("backprop", "the ELBO gradient").
     points : int
         Per seed, the rows are averaged in at most ``points`` equal windows of
         training steps (one row per window when there are fewer rows), which tames
@@ -158,12 +162,12 @@ def alignment(
         ax.set(
             title="all areas together" if target == "all" else f"{target}",
             xlabel="training step (batches)",
-            ylabel="cosine with backprop gradient",
+            ylabel="cosine with backprop gradient" if reference == "backprop" else f"cosine with {reference}",
         )
         ax.set_ylim(max(ax.get_ylim()[0], -1.01), 1.01)  # a cosine is at most 1
         _style(ax)
     _figure_legend(fig, axes)
-    default = "Alignment of the update with backprop (mean over seeds, 95 % t interval)"
+    default = f"Alignment of the update with {reference} (mean over seeds, 95 % t interval)"
     if window > 1:
         default += f"; each point averages {window} batches"
     _suptitle(fig, title or prefix + default)

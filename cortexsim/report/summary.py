@@ -137,10 +137,11 @@ def _figures(runs: Sequence[RunData], folder: Path, name: str) -> list[tuple[str
         for label in _labels(runs)
     }
     aligned = {label: seeds for label, seeds in aligned.items() if seeds}
-    if aligned:
-        fig = plots.alignment(aligned, colors, prefix=f"{name}: ")
+    if aligned:  # variational (unsupervised) rules are compared with the ELBO's gradient
+        reference = "backprop" if any(r.supervised for r in included if r.alignment) else "the ELBO gradient"
+        fig = plots.alignment(aligned, colors, prefix=f"{name}: ", reference=reference)
         plots.save(fig, folder / "alignment.png")
-        written.append(("alignment.png", "Alignment with backprop"))
+        written.append(("alignment.png", f"Alignment with {reference}"))
     energy = {
         label: [r.energy for r in included if r.label == label and r.energy is not None]
         for label in _labels(runs)
@@ -210,7 +211,9 @@ the `/metrics/*` datasets of each HDF5 file):
   every aggregate and figure.
 - **Figures**: lines are means over complete seeds; shaded bands are 95 % Student t
   intervals of the mean (`cortexsim.analysis.mean_and_interval`). Alignment is column 0
-  (cosine) of each `alignment` probe's rows against the batch counter `step`, averaged per
+  (cosine) of each `alignment` probe's rows against the batch counter `step` (the reference is
+  backprop's gradient for supervised rules, the negative ELBO's gradient of the batch, 16
+  samples, for variational ones: `sim.recorder.ELBOGradient`), averaged per
   seed in windows of batches (at most 100 windows; the figure title gives the width). Energy is the
   `energy` probe's rows averaged over the batches of the first and of the last recorded
   epoch of each run, then over seeds.

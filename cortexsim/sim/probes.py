@@ -21,7 +21,8 @@ from ..inference import State
 from ..rules import Capabilities
 from ..validation import check_choice, check_int, check_keys, invalid, located
 
-__all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment", "unsupported"]
+__all__ = ["Probe", "QUANTITIES", "METRICS", "VARIATIONAL", "row_shape", "row_value", "alignment", "pathway",
+           "unsupported"]
 
 QUANTITIES = ("activity", "error", "prediction", "weights", "update", "alignment", "energy", "metric", "kl")
 METRICS = ("loss", "energy", "steps", "reconstruction", "kl")
@@ -125,7 +126,9 @@ class Probe:
         if self.quantity in PER_SAMPLE:
             check_choice(self.target, names, "probe.target")
         elif self.quantity == "alignment":
-            check_choice(self.target, names[1:] + ["all"], "probe.target")
+            sides = ("recognition", "generative")
+            check_choice(self.target, names[1:] + ["all", *sides]
+                         + [f"{n}.{side}" for n in names[1:] for side in sides], "probe.target")
         elif self.quantity in ("weights", "update"):
             # a built model also has the parameters its rule added (DDTP's Q_fb)
             keys = parameter_keys(spec) if hierarchy is spec else hierarchy.parameters()
@@ -157,10 +160,11 @@ def unsupported(
         probe.quantity == "metric" and probe.target in ("energy", "steps"))
     if traced and not capabilities.relaxes:
         return "", f"rule {rule_name!r} has no relaxation, so it has no energy trace"
-    if probe.quantity == "alignment" and capabilities.setting != "discriminative":
+    if probe.quantity == "alignment" and capabilities.setting not in ("discriminative", "variational"):
         return "", (
-            f"alignment compares recognition-weight updates with backprop; rule {rule_name!r} "
-            f"in the {capabilities.setting} setting learns generative weights"
+            f"alignment compares a rule's updates with backprop's (discriminative rules) or with "
+            f"the ELBO's gradient (variational rules); rule {rule_name!r} in the "
+            f"{capabilities.setting} setting has neither reference"
         )
     if capabilities.setting != "variational" and (
         probe.quantity == "kl" or (probe.quantity == "metric" and probe.target in VARIATIONAL)
@@ -272,25 +276,34 @@ def row_value(probe: Probe, hierarchy: Hierarchy, state: State, gradients: Any, 
     return state.steps
 
 
+def pathway(parameter: str) -> str:
+    """``"recognition"`` for a feedforward parameter (``W_ff``, ``b_ff_logvar``,
+    ...), ``"generative"`` for every other (feedback) one."""
+    return "recognition" if "_ff" in parameter else "generative"
+
+
 def alignment(hierarchy: Hierarchy, rule_gradients: Any, reference: Any) -> dict[str, Any]:
     """Cosine and angle (degrees) between a rule's update and the reference
-    (backprop) update, per area (weights and biases together) and over all.
+    update (backprop's, or the ELBO's gradient for a variational rule), per
+    area (weights and biases together), per area and pathway
+    (``"AREA.recognition"``, ``"AREA.generative"``), per pathway over all
+    areas, and over all.
 
-    Returns a dict area name or ``"all"`` -> backend array ``[cosine, angle]``.
+    Returns a dict target -> backend array ``[cosine, angle]``.
     """
     be = hierarchy.backend
     xp = be.xp
     dots: dict[str, Any] = {}
-    total = [0.0, 0.0, 0.0]
     for (area, parameter), ref in reference.items():
         mine = rule_gradients.get((area, parameter))
         if mine is None:
             continue
         terms = (xp.sum(mine * ref), xp.sum(mine * mine), xp.sum(ref * ref))
-        previous = dots.get(area, (0.0, 0.0, 0.0))
-        dots[area] = tuple(p + t for p, t in zip(previous, terms))
-        total = [p + t for p, t in zip(total, terms)]
-    dots["all"] = tuple(total)
+        side = pathway(parameter)
+        for key in (area, f"{area}.{side}", side, "all"):
+            previous = dots.get(key, (0.0, 0.0, 0.0))
+            dots[key] = tuple(p + t for p, t in zip(previous, terms))
+    dots.setdefault("all", (0.0, 0.0, 0.0))
     result = {}
     for name, (dot, mine2, ref2) in dots.items():
         cosine = dot / (xp.sqrt(mine2 * ref2) + 1e-30)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, DivergenceError
 from .probes import UNITS, Probe, alignment, dims, row_shape, row_value, unsupported
-from ..rules import Backprop
+from ..rules import ELBO, Backprop
 from .scheduler import Event, Scheduler
 from ..recording.schema import environment
 from ..recording.writer import ProbeLayout, RecordingWriter, chunk_rows
@@ -34,6 +34,39 @@ __all__ = ["Recorder"]
 
 _BUFFER_BYTES = 512 << 10  # small enough that the writer thread works while the run goes on
 _MAX_PENDING = 4  # chunks queued for the writer thread before recording waits
+
+
+
+class _BackpropGradient:
+    """The reference of a discriminative rule's alignment: backprop's gradient
+    at the rule's own state."""
+
+    def __init__(self, rule: Any) -> None:
+        self.backprop = Backprop(rule.loss)
+
+    def __call__(self, event: Event) -> Any:
+        return self.backprop.gradients(event.hierarchy, event.state)
+
+
+class ELBOGradient:
+    """The reference of a variational rule's alignment: the gradient of the
+    negative ELBO (``elbo`` with ``k = 1``, the rule's likelihood and
+    posterior) of the batch, averaged over ``SAMPLES`` draws seeded by the run's
+    seed and the batch counter, so a resumed run draws the same; the rule's
+    own noise stream is not touched. The ``elbo`` rule's own single-sample
+    update against it is the ceiling that sampling noise leaves."""
+
+    SAMPLES = 16
+
+    def __init__(self, rule: Any, seed: int) -> None:
+        self.likelihood = getattr(rule, "likelihood", "bernoulli")
+        self.posterior = getattr(rule, "posterior", "bottom_up")
+        self.seed = seed
+
+    def __call__(self, event: Event) -> Any:
+        seed = int(np.random.SeedSequence([self.seed, event.step]).generate_state(1)[0])
+        elbo = ELBO(likelihood=self.likelihood, samples=self.SAMPLES, posterior=self.posterior, seed=seed)
+        return elbo.gradients(event.hierarchy, elbo.infer(event.hierarchy, event.x))
 
 
 class _Channel:
@@ -120,7 +153,10 @@ class Recorder:
         self.channels = [_Channel(p, row_shape(p, hierarchy, steps or 0), scheduler) for p in self.probes]
         self._area_index = {area.name: area.index for area in hierarchy.areas}
         self._batches = scheduler.data.batches_per_epoch(scheduler.batch_size)
-        self.reference = Backprop(rule.loss) if any(p.quantity == "alignment" for p in self.probes) else None
+        self.reference = None
+        if any(p.quantity == "alignment" for p in self.probes):
+            self.reference = (ELBOGradient(rule, scheduler.seed) if capabilities.setting == "variational"
+                              else _BackpropGradient(rule))
         be = self.backend = hierarchy.backend
         if resume is not None:
             self.writer = RecordingWriter.reopen(self.path, resume["cursors"], resume["metric_rows"])
@@ -176,9 +212,7 @@ class Recorder:
     def _take(self, channels: list[_Channel], event: Event) -> None:
         aligned = None
         if self.reference is not None and any(c.probe.quantity == "alignment" for c in channels):
-            aligned = alignment(
-                event.hierarchy, event.gradients, self.reference.gradients(event.hierarchy, event.state)
-            )
+            aligned = alignment(event.hierarchy, event.gradients, self.reference(event))
         for channel in channels:
             value = row_value(channel.probe, event.hierarchy, event.state, event.gradients, aligned)
             if channel.record(value, event.step, event.epoch):
