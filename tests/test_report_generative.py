@@ -252,3 +252,79 @@ def test_the_beta_vae_study_file_is_valid():
     assert plan.model.sizes == (4096, 256, 256, 10) and plan.data["name"] == "shapes"
     assert "binarize" not in plan.data  # the shapes are binary already
     assert set(np.unique(load("shapes", n=50).x_train)) <= {0.0, 1.0}
+
+
+TWO_LEVELS = """
+[study]
+name = "tiny_hierarchy"
+seeds = [0]
+
+[outputs]
+refinement = {steps = 30, step_size = 0.05, samples = 4, k = 10, images = 60}
+report = true
+
+[[model.areas]]
+name = "pixels"
+size = 64
+
+[[model.areas]]
+name = "h1"
+size = 16
+activation = "tanh"
+feedback_activation = "tanh"
+
+[[model.areas]]
+name = "z1"
+size = 6
+activation = "linear"
+stochastic = true
+
+[[model.areas]]
+name = "z2"
+size = 3
+activation = "linear"
+stochastic = true
+
+[data]
+name = "digits"
+binarize = "static"
+validation = 0.0
+
+[schedule]
+epochs = 3
+batch_size = 32
+checkpoint_every = 0
+
+[[rules]]
+rule = "elbo"
+label = "vae"
+
+[[rules]]
+rule = "generative_hybrid"
+label = "hybrid"
+steps = 3
+"""
+
+
+def test_every_level_and_the_amortization_gap_are_reported(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(TWO_LEVELS)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    text = _summary(out)
+    main_rows = {row[0]: row for row in _table(text, "## Generative models")}
+    levels = {row[0]: row for row in _table(text, "### Every stochastic level")}
+    gaps = {row[0]: row for row in _table(text, "### The amortization gap closed by iterative inference")}
+    assert set(levels) == set(gaps) == {"vae", "hybrid"}
+    value = lambda cell: float(cell.split("±")[0])  # noqa: E731
+    for label in ("vae", "hybrid"):
+        kl_z1, active_z1, kl_z2, active_z2 = (value(c) for c in levels[label][2:6])
+        assert kl_z1 > 0 and kl_z2 >= 0 and 0 <= active_z1 <= 6 and 0 <= active_z2 <= 3
+        assert kl_z2 == pytest.approx(value(main_rows[label][5]), abs=0.011)  # the top area's KL, both tables
+        amortized, refined, closed, iw_amortized, iw_refined = (value(c) for c in gaps[label][2:7])
+        assert closed == pytest.approx(refined - amortized, abs=0.011)
+        assert refined > amortized, gaps[label]  # 30 ascent steps raise each image's bound
+        assert iw_amortized > amortized and iw_refined > refined - 0.5, gaps[label]
+    cached = json.loads((out / "vae" / "seed0.generative.json").read_text())
+    assert cached["amortization_gap"]["settings"] == {
+        "steps": 30, "step_size": 0.05, "samples": 4, "k": 10, "images": 60, "seed": 0}

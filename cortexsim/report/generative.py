@@ -27,10 +27,11 @@ from ..analysis.learning_curves import mean_and_sd
 from ..errors import CortexsimError
 from ..model.hierarchy import Hierarchy
 from ..inference.variational import top_prior
-from .options import DISENTANGLEMENT_DEFAULTS, LOG_LIKELIHOOD_DEFAULTS
+from .options import DISENTANGLEMENT_DEFAULTS, LOG_LIKELIHOOD_DEFAULTS, REFINEMENT_DEFAULTS
 from .trained_models import (
     FACTOR_DATASETS,
     FACTOR_SEED,
+    amortization_gap,
     cached,
     decoded_means,
     disentanglement,
@@ -113,6 +114,8 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
     options = plan.get("outputs", {})
     ll = options.get("log_likelihood")
     ll = None if ll is None else {**LOG_LIKELIHOOD_DEFAULTS, **ll}
+    gap = options.get("refinement")
+    gap = None if gap is None else {**REFINEMENT_DEFAULTS, **gap}
     dis = options.get("disentanglement", {})
     dis = None if dis is False or plan["data"]["name"] not in FACTOR_DATASETS else {**DISENTANGLEMENT_DEFAULTS, **dis}
     (folder / "generative").mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,7 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
     per_label: dict[str, dict[str, list[Any]]] = {}
     figure_lines: list[str] = []
     for label in labels:
-        stats = per_label.setdefault(label, {k: [] for k in ("test_loss", "ll", "kl", "active", "dis")})
+        stats = per_label.setdefault(label, {k: [] for k in ("test_loss", "ll", "kl", "active", "dis", "gap")})
         drawn = False
         for run in runs:
             if run.label != label or not run.included:
@@ -150,6 +153,17 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
                 post = posterior(hierarchy, rule, x[:KL_IMAGES])
                 stats["kl"].append(float(post["kl"].mean(axis=0).sum()))
                 stats["active"].append(int(active_units(post["mean"]).sum()))
+                for key in post:
+                    if key.startswith("kl."):  # per stochastic level
+                        name = key[3:]
+                        stats.setdefault(f"kl.{name}", []).append(float(post[key].mean(axis=0).sum()))
+                        stats.setdefault(f"active.{name}", []).append(
+                            int(active_units(post[f"mean.{name}"]).sum()))
+                if gap is not None:
+                    n = gap["images"] or x.shape[0]
+                    settings = {**gap, "images": n, "seed": seed}
+                    compute = functools.partial(amortization_gap, hierarchy, rule, x[:n], gap, seed)
+                    stats["gap"].append(cached(out, label, seed, "amortization_gap", settings, compute))
                 if ll is not None:
                     n = ll["images"] or x.shape[0]
                     settings = {"k": ll["k"], "images": n, "seed": seed}
@@ -164,6 +178,8 @@ def generative_sections(study: dict[str, Any], out: Path, runs: Sequence[Any], f
                 drawn = True
     lines = ["## Generative models", ""]
     lines += _tables(labels, per_label, ll, dis, shape, folder)
+    lines += _levels(labels, per_label)
+    lines += _gap_table(labels, per_label, gap)
     lines += notes + ([""] if notes else [])
     lines += ["### Samples, reconstructions, latent traversals and KL per unit", ""]
     lines += figure_lines or ["No complete run with a checkpoint.", ""]
@@ -219,6 +235,46 @@ def _tables(labels: dict[str, dict[str, Any]], stats: dict[str, dict[str, list[A
     return lines
 
 
+def _levels(labels: dict[str, dict[str, Any]], stats: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """KL and active units of every stochastic level, where a model has more than one."""
+    names = list(dict.fromkeys(key[3:] for s in stats.values() for key in s if key.startswith("kl.")))
+    if len(names) < 2:
+        return []
+    lines = ["### Every stochastic level", "",
+             "| rule label | seeds | " + " | ".join(f"KL {n} (nats) | active {n}" for n in names) + " |",
+             "| --- | ---: |" + " ---: | ---: |" * len(names)]
+    for label in labels:
+        s = stats[label]
+        cells = [label, str(len(s.get(f"kl.{names[0]}", [])))]
+        for n in names:
+            cells += [_pm(s.get(f"kl.{n}", [])), _pm(s.get(f"active.{n}", []), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _gap_table(labels: dict[str, dict[str, Any]], stats: dict[str, dict[str, list[Any]]],
+               gap: dict[str, Any] | None) -> list[str]:
+    if gap is None:
+        return []
+    lines = [
+        "### The amortization gap closed by iterative inference", "",
+        f"Per test image, {gap['steps']} Adam steps of {gap['step_size']:g} on its own posterior "
+        f"(`inference.refine`), {gap['images'] or 'all'} test images, {gap['samples']} samples per ELBO, "
+        f"k = {gap['k']} per `L_k`; means over images, then ± sd over seeds (nats).", "",
+        "| rule label | seeds | ELBO, amortized q | ELBO, refined q | gap closed | "
+        "L_k, amortized proposal | L_k, refined proposal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label in labels:
+        runs = stats[label]["gap"]
+        cells = [label, str(len(runs))]
+        cells += [_pm([r[key] for r in runs]) for key in ("amortized_elbo", "refined_elbo")]
+        cells += [_pm([r["refined_elbo"] - r["amortized_elbo"] for r in runs])]
+        cells += [_pm([r[key] for r in runs]) for key in ("amortized_iw", "refined_iw")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _how(ll: dict[str, int] | None, dis: dict[str, int] | None) -> list[str]:
     lines = [
         "### How the generative numbers were computed",
@@ -232,7 +288,9 @@ def _how(ll: dict[str, int] | None, dis: dict[str, int] | None) -> list[str]:
         f"- **KL of the top area** and **active units**: the closed-form KL of each top unit to its "
         f"prior at the posterior of up to {KL_IMAGES} test images (zero noise through `forward`), summed "
         "over units; a unit is active when the variance of its posterior mean over those images "
-        "exceeds 0.01 (Burda et al. 2016; `analysis.active_units`).",
+        "exceeds 0.01 (Burda et al. 2016; `analysis.active_units`). On a model with several "
+        "stochastic levels the same per level, each level's prior predicted from the posterior mean "
+        "of the level above.",
         "- **Figures** (first complete seed): 64 decoded samples from the prior (lower stochastic "
         "areas sampled from theirs, generator seeded with the run's seed; Bernoulli means shown); "
         f"the first {RECONSTRUCTED} test images and the decoded posterior means; traversals of the "

@@ -1,5 +1,6 @@
 """Report options of generative studies (docs/studies.md, "Generative studies"):
-``[outputs] log_likelihood`` and ``[outputs] disentanglement``, their defaults
+``[outputs] log_likelihood``, ``[outputs] disentanglement`` and ``[outputs]
+refinement`` (the amortization gap closed by iterative inference), their defaults
 and their validation.
 
 The study file is checked by :func:`report_options` before anything runs (study
@@ -14,18 +15,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..validation import check_int, check_keys
+from ..validation import check_int, check_keys, check_number
 
 
-__all__ = ["DISENTANGLEMENT_DEFAULTS", "LOG_LIKELIHOOD_DEFAULTS", "REPORT_OPTIONS", "report_options"]
+__all__ = ["DISENTANGLEMENT_DEFAULTS", "LOG_LIKELIHOOD_DEFAULTS", "REFINEMENT_DEFAULTS", "REPORT_OPTIONS",
+           "report_options"]
 
 LOG_LIKELIHOOD_DEFAULTS = {"k": 5000, "images": 1000}  # images = 0: the whole test set
 DISENTANGLEMENT_DEFAULTS = {"images": 5000, "train_votes": 1000, "test_votes": 500, "pairs": 64}
+# the amortization gap closed by iterative inference (inference.refined_bounds)
+REFINEMENT_DEFAULTS = {"steps": 100, "step_size": 0.05, "samples": 10, "k": 100, "images": 1000}
 
-# The keys each option accepts and the least value of each.
+# The keys each option accepts and the least value of each (a float: a real number above it).
 REPORT_OPTIONS = {
     "log_likelihood": {"k": 1, "images": 0},
     "disentanglement": {"images": 10, "train_votes": 10, "test_votes": 10, "pairs": 1},
+    "refinement": {"steps": 0, "step_size": 0.0, "samples": 1, "k": 1, "images": 0},
 }
 
 
@@ -47,20 +52,24 @@ def report_options(outputs: Mapping[str, Any], rules: Sequence[Any], dataset: An
                 options[option] = False
             continue
         check_keys(value, tuple(minimums), where)
-        options[option] = {key: check_int(value[key], f"{where}.{key}", minimum=minimums[key])
-                           for key in value}
+        options[option] = {
+            key: check_number(value[key], f"{where}.{key}", positive=True)
+            if isinstance(minimums[key], float) else check_int(value[key], f"{where}.{key}", minimum=minimums[key])
+            for key in value}
     if options.get("disentanglement", False) is not False and dataset != "shapes":
         raise ConfigurationError(
             f"outputs.disentanglement: the scores need ground-truth factors rendered on demand, "
             f"which only data.name = 'shapes' has, not {dataset!r}"
         )
-    if options.get("log_likelihood") is not None:
+    for option in ("log_likelihood", "refinement"):
+        if options.get(option) is None:
+            continue
         for i, spec in enumerate(rules):
             if spec.capabilities.setting != "variational":
                 raise ConfigurationError(
-                    f"outputs.log_likelihood: the importance-weighted log-likelihood needs a "
+                    f"outputs.{option}: the {option.replace('_', '-')} of the report needs a "
                     f"variational model on every rule, but rules[{i}] ({spec.label!r}) is "
-                    f"{spec.rule!r}; use rule = 'elbo' or 'reweighted_wake_sleep', or leave log_likelihood out"
+                    f"{spec.rule!r}; use rule = 'elbo' or 'reweighted_wake_sleep', or leave {option} out"
                 )
     return options
 

@@ -31,13 +31,14 @@ from ..data import binarize, load
 from ..data.shapes import FACTOR_SIZES, factor_values, load_shapes, render
 from ..model.hierarchy import Hierarchy
 from ..inference import feedforward, log_likelihood_estimate
-from ..inference.variational import decode, forward, sigmoid, stochastic_areas
+from ..inference.refine import Refinement, refined_bounds
+from ..inference.variational import decode, forward, kl_analytic, sigmoid, stochastic_areas
 from ..rules import RULES, Rule, make_rule
 from ..sim.recorded import checkpoint_path
 from ..sim.simulator import Simulator
 
 __all__ = [
-    "FACTOR_DATASETS", "FACTOR_SEED", "cached", "decoded_means", "disentanglement", "held_out",
+    "FACTOR_DATASETS", "FACTOR_SEED", "amortization_gap", "cached", "decoded_means", "disentanglement", "held_out",
     "log_likelihood", "log_likelihood_rows", "posterior", "posterior_means", "restore",
     "study_dataset", "variational_labels",
 ]
@@ -96,23 +97,47 @@ def posterior(hierarchy: Hierarchy, rule: Any, x: np.ndarray) -> dict[str, np.nd
     with zero noise (every stochastic area at its posterior mean).
 
     Returns ``mean``, ``logvar`` (N, n_L), ``kl`` (N, n_L): the closed-form KL of
-    each unit to the top prior, and ``reconstruction`` (N, n_0): the mean of
-    ``p(x | z)`` at the posterior means.
+    each unit to the top prior, ``reconstruction`` (N, n_0): the mean of
+    ``p(x | z)`` at the posterior means, and per stochastic area ``AREA`` (the
+    top included) ``mean.AREA`` and ``kl.AREA`` (N, n_l): its posterior means
+    and the closed-form KL of each unit to its prior, predicted from the
+    posterior mean of the area above.
     """
     be = hierarchy.backend
     top = len(hierarchy.areas) - 1
+    flags = stochastic_areas(hierarchy)
+    levels = [l for l, flag in enumerate(flags) if flag and l > 0]
     parts: dict[str, list[np.ndarray]] = {"mean": [], "logvar": [], "kl": [], "reconstruction": []}
     for start in range(0, x.shape[0], _ROWS):
         rows = be.asarray(x[start:start + _ROWS])
         noise = [be.zeros((rows.shape[0], a.size)) if flag else None
-                 for a, flag in zip(hierarchy.areas, stochastic_areas(hierarchy))]
+                 for a, flag in zip(hierarchy.areas, flags)]
         p = forward(hierarchy, rows, noise, posterior=rule.posterior, likelihood=rule.likelihood,
                     analytic_kl=True)
         out = sigmoid(be.xp, p.out) if rule.likelihood == "bernoulli" else p.out
-        for key, value in (("mean", p.q_mean[top]), ("logvar", p.q_logvar[top]),
-                           ("kl", p.kl[top]), ("reconstruction", out)):
-            parts[key].append(np.asarray(be.to_numpy(value), dtype=np.float64))
+        values = [("mean", p.q_mean[top]), ("logvar", p.q_logvar[top]), ("kl", p.kl[top]),
+                  ("reconstruction", out)]
+        for l in levels:
+            name = hierarchy.areas[l].name
+            values += [(f"mean.{name}", p.q_mean[l]),
+                       (f"kl.{name}", kl_analytic(be.xp, p.q_mean[l], p.q_logvar[l], p.p_mean[l], p.p_logvar[l]))]
+        for key, value in values:
+            parts.setdefault(key, []).append(np.asarray(be.to_numpy(value), dtype=np.float64))
     return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def amortization_gap(hierarchy: Hierarchy, rule: Any, x: np.ndarray, settings: dict[str, Any],
+                     seed: int) -> dict[str, float]:
+    """Means over images of ``inference.refined_bounds``: the bound of the
+    rule's amortized posterior, of the refined one, and ``L_k`` with each as
+    the proposal (``settings``: ``steps``, ``step_size``, ``samples``, ``k``;
+    refinement and evaluation noise seeded with ``seed``)."""
+    refinement = Refinement(steps=settings["steps"], step_size=settings["step_size"],
+                            start=rule.posterior, seed=seed)
+    bounds = refined_bounds(hierarchy, x, refinement, likelihood=rule.likelihood,
+                            samples=settings["samples"], k=settings["k"], seed=seed,
+                            rows=log_likelihood_rows(x.shape[1]))
+    return {key: float(np.mean(value)) for key, value in bounds.items()}
 
 
 def posterior_means(hierarchy: Hierarchy, x: np.ndarray) -> np.ndarray:
