@@ -158,8 +158,11 @@ class _GenerativeTargetRule(ELBO):
     name = ""
     tag = ""
 
-    def __init__(self, likelihood: str, seed: int) -> None:
-        super().__init__(beta=1.0, warmup=0, likelihood=likelihood, samples=1, k=1,
+    def __init__(self, likelihood: str, seed: int, beta: float = 1.0) -> None:
+        beta = check_number(beta, "rule.beta")
+        if beta < 0:
+            raise invalid("rule.beta", f"must be >= 0, got {beta!r}")
+        super().__init__(beta=beta, warmup=0, likelihood=likelihood, samples=1, k=1,
                          posterior="bottom_up", kl=None, seed=seed)
 
     # -- the feedback pass ---------------------------------------------------------
@@ -331,6 +334,10 @@ class GenerativeTargetProp(_GenerativeTargetRule):
         ``rho``, the weight of the reconstruction term (> 0; only the
         reconstructive variant has one). 1 makes a stochastic area's loss its
         local ELBO; 2 keeps the top of two-level stacks active (module docstring).
+    beta : float
+        Weight (>= 0) of the top area's KL to the independence prior in its
+        recognition loss, ``F_L = beta KL(q_L || p) + rho G_L``: the β of a
+        β-VAE at the top (Higgins et al. 2017). 1: the rule as written above.
     seed : int
         Seeds the noise generator of the bottom-up samples.
     """
@@ -340,14 +347,14 @@ class GenerativeTargetProp(_GenerativeTargetRule):
 
     def __init__(
         self, variant: str = "literal", likelihood: str = "bernoulli", reconstruction: float = 1.0,
-        seed: int = 0,
+        beta: float = 1.0, seed: int = 0,
     ) -> None:
         check_choice(variant, VARIANTS, "rule.variant")
         reconstruction = check_number(reconstruction, "rule.reconstruction", positive=True)
         if variant == "literal" and reconstruction != 1.0:
             raise invalid("rule.reconstruction", "the literal variant has no reconstruction term; "
                           "set variant = \"reconstructive\" to weigh one")
-        super().__init__(likelihood, seed)
+        super().__init__(likelihood, seed, beta)
         self.variant = variant
         self.reconstruction = reconstruction
 
@@ -382,6 +389,10 @@ class GenerativeTargetProp(_GenerativeTargetRule):
                 diff = pm - p.h[l]
                 e_m[l] = pi * diff
                 recognition[l] = 0.5 * pi * xp.sum(diff * diff) / rows
+            if l == top and self.beta != 1.0:  # beta KL(q_L || p) at the top
+                e_m[l] = self.beta * e_m[l]
+                e_v[l] = None if e_v[l] is None else self.beta * e_v[l]
+                recognition[l] = self.beta * recognition[l]
             if self.variant == "reconstructive":  # -dG_l/dd_l: area l's own error, sent back
                 g = self.reconstruction_error(hierarchy, l, p.d[l], e_p[l], e_s[l])
                 if self.reconstruction != 1.0:
@@ -394,4 +405,4 @@ class GenerativeTargetProp(_GenerativeTargetRule):
 
     def __repr__(self) -> str:
         return (f"GenerativeTargetProp(variant={self.variant!r}, likelihood={self.likelihood!r}, "
-                f"seed={self.seed})")
+                f"beta={self.beta}, seed={self.seed})")

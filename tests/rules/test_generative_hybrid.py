@@ -15,7 +15,7 @@ import pytest
 from conftest import central_difference, np_act, put, rel_err, to_np
 from test_generative_target_prop import (
     DECODER, ENCODER, MODELS, W, digits, minus_dG_dd, np_G, np_recognition, prior_of_top, problem,
-    trained,
+    replayed, trained,
 )
 
 from cortexsim import ConfigurationError
@@ -130,6 +130,30 @@ def test_without_refinement_a_stochastic_area_has_nothing_to_learn():
     assert float(local["start_elbo"]) == float(local["refined_elbo"])
 
 
+def test_beta_weighs_the_kl_terms_of_the_refined_bound():
+    """The refined posterior is that of the beta-ELBO: the rule's equals
+    ``inference.refine`` at that beta on the same noise stream, and differs
+    from the beta = 1 one."""
+    from cortexsim.inference.refine import amortized_posterior, refine
+
+    spec, h, P, x = problem("two_level", "numpy", "bernoulli", batch=8)
+    means = {}
+    for beta in (1.0, 4.0):
+        rule = GenerativeHybrid(steps=6, step_size=0.1, beta=beta, seed=4)
+        rng = replayed(json.loads(json.dumps(rule.state_dict())))
+        refined = rule.infer(h, put(h, x)).variational["local"]["refined"]
+        for area in spec.areas:  # the draws of the sampled bound come first
+            if area.stochastic:
+                rng.standard_normal((x.shape[0], area.size))
+        found = refine(h, put(h, x), rule.refinement, beta=beta, rng=rng,
+                       initial=amortized_posterior(h, put(h, x)))
+        for l, area in enumerate(spec.areas):
+            if area.stochastic:
+                np.testing.assert_allclose(to_np(h, refined.q_mean[l]), to_np(h, found.mean[l]), rtol=1e-12)
+        means[beta] = to_np(h, refined.q_mean[-1])
+    assert np.abs(means[4.0] - means[1.0]).max() > 1e-3
+
+
 def test_refinement_raises_the_batch_bound():
     spec, h, P, x = problem("two_level", "numpy", "bernoulli", batch=16)
     local = GenerativeHybrid(steps=30, step_size=0.1, seed=4).infer(h, put(h, x)).variational["local"]
@@ -202,6 +226,8 @@ rule = "generative_hybrid"
     ("step_size = 0", r"rules\[0\]\.step_size: must be > 0"),
     ('ascent = "rmsprop"', r"rules\[0\]\.ascent: unknown value 'rmsprop'"),
     ("samples = 3", r"rules\[0\].*samples"),
+    ("beta = -1.0", r"rules\[0\]\.beta: must be >= 0"),
+    ("reconstruction = -1.0", r"rules\[0\]\.reconstruction: must be >= 0"),
 ])
 def test_study_file_errors_name_the_key(tmp_path, settings, message):
     path = tmp_path / "study.toml"

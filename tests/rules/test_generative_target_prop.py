@@ -305,15 +305,15 @@ def test_dtp_updates_are_gradients_of_the_local_losses(backend_name, model, like
 # -- what the reference says in closed cases ---------------------------------------------
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-def test_reconstructive_is_the_vae_on_one_stochastic_area_over_the_data(backend_name, likelihood):
-    """x - z: F_1 = KL(q || N(0, I)) + G_1(z) is the negative ELBO, and G_1 the
-    decoder's loss: every update is the elbo rule's, at the same noise."""
+@pytest.mark.parametrize("likelihood, beta", [("bernoulli", 1.0), ("gaussian", 1.0), ("bernoulli", 4.0)])
+def test_reconstructive_is_the_vae_on_one_stochastic_area_over_the_data(backend_name, likelihood, beta):
+    """x - z: F_1 = beta KL(q || N(0, I)) + G_1(z) is the negative (beta-)ELBO, and
+    G_1 the decoder's loss: every update is the elbo rule's, at the same noise."""
     spec = direct_spec()
     h, _ = randomized(spec, backend_name, seed=4, scale=0.5)
     x = put(h, random_data(spec, likelihood, batch=5))
-    mine = GenerativeTargetProp("reconstructive", likelihood=likelihood, seed=9)
-    theirs = ELBO(likelihood=likelihood, seed=9)
+    mine = GenerativeTargetProp("reconstructive", likelihood=likelihood, beta=beta, seed=9)
+    theirs = ELBO(likelihood=likelihood, beta=beta, seed=9)
     got = {k: to_np(h, g) for k, g in mine.gradients(h, mine.infer(h, x)).items()}
     want = {k: to_np(h, g) for k, g in theirs.gradients(h, theirs.infer(h, x)).items()}
     assert set(got) == set(want)
