@@ -13,6 +13,8 @@ __all__ = [
     "DataError",
     "FormatError",
     "DivergenceError",
+    "StorageError",
+    "RecoveryWarning",
     "did_you_mean",
 ]
 
@@ -39,6 +41,15 @@ class FormatError(CortexsimError, OSError):
 
 class DivergenceError(CortexsimError, FloatingPointError):
     """A simulation produced NaN or Inf."""
+
+
+class StorageError(CortexsimError, OSError):
+    """A file could not be written (a full disk, a lost mount); what was saved
+    before is intact, and the message says where."""
+
+
+class RecoveryWarning(UserWarning):
+    """cortexsim recovered from damage (a checkpoint, a recording) and says what it did."""
 
 
 def did_you_mean(word: str, allowed: Iterable[str]) -> str:

@@ -5,7 +5,7 @@ lives beside the simulator (``cortexsim.sim.recorder``)."""
 
 from .reader import ProbeData, Recording, open_recording
 from .schema import FORMAT, FORMAT_VERSION
-from .writer import RecordingWriter, partial_path
+from .writer import RecordingWriter, partial_path, recorded_rows
 
 __all__ = [
     "Recording",
@@ -13,6 +13,7 @@ __all__ = [
     "open_recording",
     "RecordingWriter",
     "partial_path",
+    "recorded_rows",
     "FORMAT",
     "FORMAT_VERSION",
 ]

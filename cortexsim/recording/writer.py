@@ -13,10 +13,11 @@ left behind stays a small fraction of the file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..errors import FormatError, StorageError
 from ..validation import check_choice
 from .schema import FORMAT, FORMAT_VERSION, INDEX_FILL, PARTIAL_SUFFIX
 
-__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows"]
+__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows", "recorded_rows"]
 
 _CHUNK_BYTES = 64 << 10
 _COPY_BYTES = 64 << 20
@@ -87,6 +89,7 @@ def _time_series(
         chunks=(rows, *row_shape),
         dtype=dtype,
         fillvalue=fill,
+        fletcher32=True,  # a checksum per chunk: a flipped bit is an error on reading, not a number
         **_compression(compression),
     )
 
@@ -95,6 +98,36 @@ def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
     start = dataset.shape[0]
     dataset.resize(start + len(rows), axis=0)
     dataset[start:] = rows
+
+
+def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Rows on disk of a (possibly killed) recording: ``{"probes": {name:
+    rows}, "metrics": rows}``, a probe's rows being the fewest of its data and
+    index series. Reads every stored value once, so a damaged chunk (its
+    checksum) or header is found: ``FormatError`` naming the file and why."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            probes = {}
+            for name, group in f["probes"].items():
+                counts = []
+                for series in ("data",) + _INDEXES:
+                    dataset = group[series]
+                    _read_all(dataset)
+                    counts.append(int(dataset.shape[0]))
+                probes[name] = min(counts)
+            metrics = f["metrics"]
+            for dataset in metrics.values():
+                _read_all(dataset)
+            return {"probes": probes, "metrics": min(int(d.shape[0]) for d in metrics.values())}
+    except Exception as exc:  # OSError, RuntimeError, KeyError from a damaged file
+        raise FormatError(f"{path}: the recording is damaged ({type(exc).__name__}: {exc})") from None
+
+
+def _read_all(dataset: h5py.Dataset) -> None:
+    block = max(1, _COPY_BYTES // max(1, dataset.dtype.itemsize * int(np.prod(dataset.shape[1:]))))
+    for start in range(0, dataset.shape[0], block):
+        dataset[start: start + block]
 
 
 def _fsync(path: Path) -> None:
@@ -221,22 +254,36 @@ class RecordingWriter:
     # -- appending ------------------------------------------------------------
     def append(self, probe: str, rows: np.ndarray, step: np.ndarray, epoch: np.ndarray, inference_step: np.ndarray) -> None:
         """Append rows of one probe with their indices, data first."""
-        group = self.file["probes"][probe]
-        _append(group["data"], rows)
-        self.file.flush()
-        for name, values in (("step", step), ("epoch", epoch), ("inference_step", inference_step)):
-            _append(group[name], np.asarray(values, dtype=np.int64))
-        self.file.flush()
+        with self._writing():
+            group = self.file["probes"][probe]
+            _append(group["data"], rows)
+            self.file.flush()
+            for name, values in (("step", step), ("epoch", epoch), ("inference_step", inference_step)):
+                _append(group[name], np.asarray(values, dtype=np.int64))
+            self.file.flush()
 
     def append_metrics(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Append one epoch's metrics (names not given are stored as NaN)."""
-        group = self.file["metrics"]
-        for name, dataset in group.items():
-            if name != "epoch":
-                _append(dataset, np.array([metrics.get(name, np.nan)], dtype=np.float64))
-        self.file.flush()
-        _append(group["epoch"], np.array([epoch], dtype=np.int64))
-        self.file.flush()
+        with self._writing():
+            group = self.file["metrics"]
+            for name, dataset in group.items():
+                if name != "epoch":
+                    _append(dataset, np.array([metrics.get(name, np.nan)], dtype=np.float64))
+            self.file.flush()
+            _append(group["epoch"], np.array([epoch], dtype=np.int64))
+            self.file.flush()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that fails (a full disk) is a ``StorageError``: the rows up to
+        the last checkpoint stay, those after it are dropped on resume."""
+        try:
+            yield
+        except OSError as exc:
+            raise StorageError(
+                f"{self.partial}: could not write ({exc.strerror or exc}); the rows up to the last "
+                f"checkpoint are kept; free space and continue with --resume"
+            ) from None
 
     def rows(self, probe: str) -> int:
         """Rows of ``probe`` on disk."""

@@ -1,5 +1,8 @@
 """Checkpoints: everything needed to continue a run bit-identically, written
 atomically (temporary file, fsync, rename) so a kill never leaves a torn one.
+The one it replaces is kept as the previous checkpoint
+(``previous_checkpoint``): :func:`load_latest` falls back to it when the
+newest is damaged, keeping the damaged file aside.
 
 A checkpoint is a NumPy ``.npz`` archive read without pickle: parameters and
 optimizer slots as arrays, the rest (position, history, probe cursors) as JSON.
@@ -15,11 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+import warnings
+
+from ..errors import FormatError, RecoveryWarning, StorageError
 from .scheduler import Event, Scheduler
 from ..validation import check_int
 
-__all__ = ["save_checkpoint", "load_checkpoint", "Checkpointer", "CHECKPOINT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_latest", "previous_checkpoint", "set_aside",
+           "Checkpointer", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 
@@ -55,12 +61,70 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], extra: 
     }
     arrays["meta"] = np.array(json.dumps(meta))
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        kept = [str(p) for p in (path, previous_checkpoint(path)) if p.exists()]
+        raise StorageError(
+            f"{path}: could not write the checkpoint ({exc.strerror or exc}); "
+            + (f"the last good one is intact ({', '.join(kept)}); " if kept else "no earlier one exists; ")
+            + "free space and continue with --resume"
+        ) from None
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
     os.replace(temporary, path)
     _fsync_directory(path.parent)
+
+
+def previous_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Where the checkpoint before ``path`` is kept (``seed0.ckpt.npz`` -> ``seed0.ckpt.prev.npz``)."""
+    path = Path(path)
+    stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.name
+    return path.with_name(stem + ".prev.npz")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to ``NAME.damaged`` (``.damaged.1``, ... if taken); returns the new name."""
+    target, n = path.with_name(path.name + ".damaged"), 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged.{n}")
+    os.replace(path, target)
+    return target
+
+
+def load_latest(
+    path: str | os.PathLike[str], accept: Callable[[dict[str, Any]], str | None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The newest usable of ``path`` and its previous checkpoint: ``(state,
+    extra)``, or None when neither is there and usable. A damaged file is
+    renamed aside (:func:`set_aside`), never deleted; ``accept(extra)`` may
+    return why a readable checkpoint does not fit (the recording it belongs
+    to holds fewer rows), and the previous one is tried. Every fallback is
+    said with a ``RecoveryWarning``."""
+    path = Path(path)
+    for candidate in (path, previous_checkpoint(path)):
+        if not candidate.exists():
+            continue
+        try:
+            loaded = load_checkpoint(candidate)
+        except FormatError as exc:
+            aside = set_aside(candidate)
+            warnings.warn(f"{exc}; kept aside as {aside.name}", RecoveryWarning, stacklevel=2)
+            continue
+        why = None if accept is None else accept(loaded[1])
+        if why is not None:
+            warnings.warn(f"{candidate}: {why}", RecoveryWarning, stacklevel=2)
+            continue
+        if candidate != path:
+            warnings.warn(f"{path.parent / path.name}: resuming from the previous checkpoint "
+                          f"{candidate.name}", RecoveryWarning, stacklevel=2)
+        return loaded
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -69,11 +133,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     if not path.exists():
         raise FormatError(f"{path}: no checkpoint here; a run without one cannot be resumed")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError) as exc:
-        raise FormatError(f"{path}: not a readable cortexsim checkpoint ({exc})") from None
+        return _parse(path)
+    except FormatError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile (CRC), zlib.error, EOFError, ValueError, KeyError, ...
+        raise FormatError(f"{path}: not a readable cortexsim checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}  # every member's CRC is checked
+    meta = json.loads(str(arrays.pop("meta")))
     if meta.get("checkpoint_version", 0) > CHECKPOINT_VERSION:
         raise FormatError(
             f"{path}: checkpoint version {meta['checkpoint_version']} is newer than this "

@@ -4,12 +4,14 @@ a checkpointer attached, and the way back in after a crash."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..recording import partial_path
-from .checkpoint import Checkpointer, load_checkpoint
+from ..errors import FormatError, RecoveryWarning
+from ..recording import partial_path, recorded_rows
+from .checkpoint import Checkpointer, load_checkpoint, load_latest, previous_checkpoint, set_aside
 from .probes import Probe
 from .recorder import Recorder
 from .scheduler import Scheduler
@@ -65,16 +67,50 @@ class RecordedRun:
         self.complete = resume and self.path.exists() and not partial_path(self.path).exists()
         if self.complete:
             if self.checkpoint.exists():
-                scheduler.load_state_dict(load_checkpoint(self.checkpoint)[0])
+                try:
+                    scheduler.load_state_dict(load_checkpoint(self.checkpoint)[0])
+                except FormatError as exc:  # the result is the recording, which is complete
+                    warnings.warn(f"{exc}; the recording {self.path.name} is complete, but the trained "
+                                  f"model cannot be restored from it", RecoveryWarning, stacklevel=2)
             return
         self.recorder = Recorder(self.path, probes, config=config, compression=compression)
-        if resume and partial_path(self.path).exists() and self.checkpoint.exists():
-            state, extra = load_checkpoint(self.checkpoint)
+        loaded = self._resumable() if resume and partial_path(self.path).exists() else None
+        if loaded is not None:
+            state, extra = loaded
             scheduler.load_state_dict(state)
             self.recorder.attach(scheduler, resume=extra)
         else:
             self.recorder.attach(scheduler)
         Checkpointer(self.checkpoint, every=checkpoint_every, before_save=self.recorder.flush).attach(scheduler)
+
+    def _resumable(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The checkpoint to resume from, with its recording checked; None (said
+        with a ``RecoveryWarning``) when the run must start again: the
+        recording is damaged (kept aside) or no checkpoint is usable."""
+        partial = partial_path(self.path)
+        try:
+            rows = recorded_rows(partial)
+        except FormatError as exc:
+            aside = set_aside(partial)
+            warnings.warn(f"{exc}; kept aside as {aside.name}; the run starts again from the beginning",
+                          RecoveryWarning, stacklevel=3)
+            return None
+
+        def fits(extra: dict[str, Any]) -> str | None:
+            short = [name for name, cursor in extra.get("cursors", {}).items() if rows["probes"].get(name, 0) < cursor]
+            if extra.get("metric_rows", 0) > rows["metrics"]:
+                short.append("metrics")
+            if short:
+                return (f"the recording {partial.name} holds fewer rows than this checkpoint "
+                        f"flushed ({', '.join(short)})")
+            return None
+
+        had = [p for p in (self.checkpoint, previous_checkpoint(self.checkpoint)) if p.exists()]
+        loaded = load_latest(self.checkpoint, accept=fits)
+        if loaded is None and had:
+            warnings.warn(f"{self.checkpoint}: no usable checkpoint; the run starts again from the beginning",
+                          RecoveryWarning, stacklevel=3)
+        return loaded
 
     def run(self) -> Path:
         """Run the scheduler to its last epoch; returns the completed recording's path."""
