@@ -155,6 +155,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every file reads, 1 when one is damaged."""
+    from .study.verify import verify_study
+
+    checks = verify_study(args.run_dir, repair=not args.no_repair)
+    width = max([len(c.label) for c in checks] + [5])
+    for c in checks:
+        print(f"{c.label:<{width}}  seed {c.seed:<4} {c.state:<12} {c.detail}")
+    damaged = [c for c in checks if c.damaged]
+    print(f"{args.run_dir}: {len(checks)} runs, "
+          + (f"{len(damaged)} with damaged files" if damaged else "every file reads"))
+    return 1 if damaged else 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .report.summary import compare_table
 
@@ -210,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.add_argument("--workers", type=_positive, default=1,
                      help="runs at a time, on a Dask LocalCluster when above 1 (cortexsim[dist])")
+    verify = commands.add_parser(
+        "verify", help="check every file of a study folder, say each run's state, clear killed files' write flags")
+    verify.add_argument("run_dir")
+    verify.add_argument("--no-repair", action="store_true", help="only read; leave killed files as they are")
     report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")
     report.add_argument("run_dir")
     compare = commands.add_parser("compare", help="rules-versus-backprop table across studies")
@@ -225,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
     data.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}
+    handlers = {"run": _run, "verify": _verify, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}
     try:
         if args.command == "info":
             print(info())

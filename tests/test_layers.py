@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "cortexsim"
 
 # Lowest first. A module may import from its own layer and the ones before it.
 LAYERS = [
-    {"errors", "validation", "backend", "__init__"},
+    {"errors", "validation", "backend", "files", "__init__"},
     {"model"},
     {"inference"},
     {"rules"},

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..files import read_toml
 from .nonlinear import get_activation
 from .priors import Prior
 from ..validation import check_choice, check_int, check_keys, check_number
@@ -228,13 +228,7 @@ class HierarchySpec:
         """Read a model description from a TOML file (its ``[model]`` table, or
         the whole file); errors name the file and the key."""
         path = Path(path)
-        try:
-            with path.open("rb") as handle:
-                document = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigurationError(f"{path}: model file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+        document, _ = read_toml(path, "model file")
         table = document.get("model", document)
         try:
             return cls.from_dict(table, "model")

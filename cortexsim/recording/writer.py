@@ -30,7 +30,7 @@ from ..errors import FormatError, StorageError
 from ..validation import check_choice
 from .schema import FORMAT, FORMAT_VERSION, INDEX_FILL, PARTIAL_SUFFIX
 
-__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows", "recorded_rows"]
+__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows", "clear_write_flags", "recorded_rows"]
 
 _CHUNK_BYTES = 64 << 10
 _COPY_BYTES = 64 << 20
@@ -100,6 +100,23 @@ def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
     dataset[start:] = rows
 
 
+def clear_write_flags(path: str | os.PathLike[str]) -> bool:
+    """Clear the "open for writing" flags a killed SWMR writer left in the
+    recording at ``path`` (rows and attributes kept), so that any HDF5 tool
+    opens it. Returns whether they were set."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r"):
+            return False  # opens as it is: nothing to clear
+    except OSError:
+        pass
+    try:
+        _rewrite(path)
+    except Exception as exc:
+        raise FormatError(f"{path}: the recording is damaged ({type(exc).__name__}: {exc})") from None
+    return True
+
+
 def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Rows on disk of a (possibly killed) recording: ``{"probes": {name:
     rows}, "metrics": rows}``, a probe's rows being the fewest of its data and
@@ -107,7 +124,7 @@ def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
     checksum) or header is found: ``FormatError`` naming the file and why."""
     path = Path(path)
     try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        with _open_to_read(path) as f:
             probes = {}
             for name, group in f["probes"].items():
                 counts = []
@@ -122,6 +139,18 @@ def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
             return {"probes": probes, "metrics": min(int(d.shape[0]) for d in metrics.values())}
     except Exception as exc:  # OSError, RuntimeError, KeyError from a damaged file
         raise FormatError(f"{path}: the recording is damaged ({type(exc).__name__}: {exc})") from None
+
+
+def _open_to_read(path: Path) -> h5py.File:
+    """Open as any reader would; only a file a killed SWMR writer left flagged
+    is opened as a SWMR reader (which retries reads that fail their checksum,
+    slowly, so a damaged file is not opened that way first)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "open for write" not in str(exc) and "consistency flags" not in str(exc):
+            raise
+    return h5py.File(path, "r", libver="latest", swmr=True)
 
 
 def _read_all(dataset: h5py.Dataset) -> None:

@@ -10,7 +10,6 @@ reason in ``RunData.problem``. The report (``report``, ``report_generative``,
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CortexsimError, FormatError
+from ..files import read_json
 from ..recording import open_recording, partial_path
 
 __all__ = ["RunData", "read_study_folder"]
@@ -71,8 +71,8 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
                     energy = rec.select(quantity="energy")
                     if energy:
                         run.energy = (energy[0].epoch, energy[0].to_numpy())
-    except (CortexsimError, OSError) as exc:
-        run.problem = f"recording unreadable ({exc})"
+    except Exception as exc:  # any damage: this run is listed as unreadable, the others reported
+        run.problem = f"recording unreadable ({exc if isinstance(exc, CortexsimError) else repr(exc)})"
         return run
     if run.status != "complete":
         run.problem = f"status {run.status}"
@@ -90,9 +90,11 @@ def read_study_folder(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], 
     study_file = out / "study.json"
     if not study_file.is_file():
         raise FormatError(f"{out}: not a study folder (no study.json)")
-    try:
-        study = json.loads(study_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{study_file}: not valid JSON ({exc})") from exc
-    runs = [_read_run(out, entry) for entry in study.get("runs", [])]
+    study = read_json(study_file, "study index")
+    entries = study.get("runs", []) if isinstance(study, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries) \
+            or not isinstance(study.get("plan", {}), dict):
+        raise FormatError(f"{study_file}: not a study index (expected a table with a plan and a list of "
+                          f"runs); rerun the study with --resume to write it again")
+    runs = [_read_run(out, entry) for entry in entries]
     return study, runs

@@ -8,7 +8,6 @@ file and the key path (``rules[1].inference.steps``).
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..experiments import EXPERIMENTS, settings_of
 from ..optim import OPTIMIZERS, SCHEDULES, make_schedule
 from .overrides import apply_override
 from ..sim.probes import Probe
+from ..files import read_toml
 from ..report.options import REPORT_OPTIONS, report_options
 from ..rules import RULES, Capabilities, Rule, make_rule
 from ..model.spec import HierarchySpec
@@ -353,16 +353,7 @@ def load_study(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
     longer schedule or another dataset; they are kept in the plan.
     """
     path = Path(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: no such study file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot be read ({exc})") from None
-    try:
-        document = tomllib.loads(source)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+    document, source = read_toml(path, "study file")
     try:
         for assignment in overrides:
             apply_override(document, assignment)
