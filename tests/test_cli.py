@@ -60,3 +60,54 @@ def test_data_list_and_verify(tmp_path, capsys, monkeypatch):
     (tmp_path / "mnist" / "train-labels-idx1-ubyte.gz").write_bytes(b"not the real file")
     assert main(["data", "verify"]) == 1
     assert "corrupt" in capsys.readouterr().out
+
+
+# -- any arguments: an exit status, never a traceback -------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TEXT = st.text(max_size=12)
+RUN_OPTIONS = st.lists(st.one_of(
+    st.tuples(st.just("--seeds"), TEXT), st.tuples(st.just("--workers"), TEXT),
+    st.tuples(st.just("--set"), TEXT), st.tuples(st.just("--backend"), TEXT),
+    st.tuples(st.just("--data-dir"), TEXT), st.tuples(st.sampled_from(["--resume", "--overwrite", "--bogus"])),
+), max_size=4)
+
+
+@st.composite
+def argv(draw, garbage):
+    command = draw(st.sampled_from(["run", "report", "verify", "compare", "data", "ledger", "nonsense"]))
+    if command == "run":  # never a runnable study: nothing trains here
+        study = draw(st.sampled_from([garbage, "no/such/study.toml", draw(TEXT)]))
+        options = [part for option in draw(RUN_OPTIONS) for part in option]
+        return ["run", study, "--quiet", *options]
+    if command in ("report", "verify", "compare"):
+        return [command, *draw(st.lists(TEXT, max_size=2))]
+    if command == "data":  # not fetch: that downloads
+        return ["data", draw(st.sampled_from(["list", "verify", "fetchh", ""])), *draw(st.lists(TEXT, max_size=1))]
+    if command == "ledger":  # never the project's own studies or docs
+        return ["ledger", "--studies", "no/such/folder", "--out", draw(TEXT)]
+    return [command, *draw(st.lists(TEXT, max_size=2))]
+
+
+@pytest.fixture(scope="module")
+def garbage_study(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "garbage.toml"
+    path.write_bytes(b"[study\nname = \xff\xfe")
+    return str(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_arguments_end_in_an_exit_status_not_a_traceback(data, garbage_study, capsys):
+    args = data.draw(argv(garbage_study))
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse: usage errors are status 2
+        code = stop.code
+    assert code in (0, 1, 2), (args, code)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, (args, err)
+    if code == 2 and args[0] in ("run", "report", "verify", "compare", "ledger"):
+        assert err.strip(), args  # a user mistake is said
