@@ -202,6 +202,26 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_recoveries() -> None:
+    """Print what cortexsim recovered from as one line each, ``cortexsim: warning: ...``."""
+    import warnings
+
+    from .errors import RecoveryWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "cortexsim", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, RecoveryWarning):
+            print(f"cortexsim: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.cortexsim = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for a user mistake)."""
     parser = argparse.ArgumentParser(
@@ -243,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
     data.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
+    _say_recoveries()
     handlers = {"run": _run, "verify": _verify, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}
     try:
         if args.command == "info":

@@ -85,3 +85,80 @@ def test_any_arguments_end_in_exit_status_2_not_a_traceback(seeds, workers):
     except SystemExit as stop:
         code = stop.code
     assert code == 2
+
+
+# -- a kill storm ---------------------------------------------------------------------------------
+
+KILL_STUDY = """
+[study]
+name = "storm"
+seeds = [0, 1, 2, 3]
+
+[[model.areas]]
+name = "pixels"
+size = 64
+
+[[model.areas]]
+name = "hidden"
+size = 16
+activation = "tanh"
+
+[[model.areas]]
+name = "labels"
+size = 10
+activation = "linear"
+
+[data]
+name = "digits"
+
+[schedule]
+epochs = 25
+batch_size = 64
+checkpoint_every = 7
+
+[[rules]]
+rule = "backprop"
+label = "bp"
+"""
+
+
+def test_a_kill_storm_with_two_workers_resumes_to_the_serial_result(tmp_path):
+    """kill -9 of the parent of a ``--workers 2`` study at random moments, then
+    ``--resume``: every run completes, each metric identical to a serial run."""
+    import signal
+    import time
+
+    import numpy as np
+
+    import cortexsim as cs
+
+    pytest.importorskip("dask.distributed")
+    study = tmp_path / "storm.toml"
+    study.write_text(KILL_STUDY)
+    assert main(["run", str(study), "--out", str(tmp_path / "serial"), "--quiet"]) == 0
+    out = tmp_path / "parallel"
+    command = [sys.executable, "-m", "cortexsim", "run", str(study), "--out", str(out), "--quiet",
+               "--workers", "2"]
+    rng = np.random.default_rng(5)
+    kills = 0
+    for attempt in range(4):
+        proc = subprocess.Popen(command + (["--resume"] if attempt else []),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(2.0, 7.0))
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read()
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    time.sleep(2.0)  # the workers notice their parent is gone
+    final = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert "Traceback" not in final.stderr
+    assert kills >= 2
+    for seed in range(4):
+        got = cs.open(out / "bp" / f"seed{seed}.h5").metrics
+        want = cs.open(tmp_path / "serial" / "bp" / f"seed{seed}.h5").metrics
+        for name in want:
+            if name != "seconds":
+                np.testing.assert_array_equal(got[name], want[name], err_msg=f"seed {seed}: {name}")

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, RecoveryWarning
 
 __all__ = ["LOCK_NAME", "study_lock"]
 
@@ -70,7 +70,7 @@ def study_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
                 f"{path.parent}: another cortexsim run (process {pid} on {host}) is writing this "
                 f"study folder; wait for it to finish or stop it, or write elsewhere with --out"
             )
-        warnings.warn(f"{path}: taking over a stale lock (process {pid} is gone)", stacklevel=3)
+        warnings.warn(f"{path}: taking over a stale lock (process {pid} is gone)", RecoveryWarning, stacklevel=3)
         path.unlink(missing_ok=True)
         if not _create(path):
             raise ConfigurationError(f"{path.parent}: another cortexsim run took this study folder just now")
