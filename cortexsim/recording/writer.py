@@ -236,31 +236,32 @@ class RecordingWriter:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.partial, "w", libver="latest", **_SPACE) as f:
-            f.attrs.update(
-                {
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "cortexsim_version": __version__,
-                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "status": "running",
-                    **attrs,
-                }
-            )
-            f.create_dataset("config", data=json.dumps(config, default=str))
-            f.create_dataset("environment", data=json.dumps(environment, default=str))
-            f.create_group("probes")  # present even when nothing is probed
-            group = f.create_group("metrics")
-            _time_series(group, "epoch", (), np.int64, INDEX_FILL)
-            for name in metrics:
-                _time_series(group, name, (), np.float64, np.nan)
-            for layout in probes:
-                probe = f.create_group(f"probes/{layout.name}")
-                probe.attrs.update(layout.attrs)
-                _time_series(probe, "data", layout.row_shape, layout.dtype, np.nan, compression)
-                for index in _INDEXES:
-                    _time_series(probe, index, (), np.int64, INDEX_FILL)
-        self._open()
+        with self._writing():
+            with h5py.File(self.partial, "w", libver="latest", **_SPACE) as f:
+                f.attrs.update(
+                    {
+                        "format": FORMAT,
+                        "format_version": FORMAT_VERSION,
+                        "cortexsim_version": __version__,
+                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                        "status": "running",
+                        **attrs,
+                    }
+                )
+                f.create_dataset("config", data=json.dumps(config, default=str))
+                f.create_dataset("environment", data=json.dumps(environment, default=str))
+                f.create_group("probes")  # present even when nothing is probed
+                group = f.create_group("metrics")
+                _time_series(group, "epoch", (), np.int64, INDEX_FILL)
+                for name in metrics:
+                    _time_series(group, name, (), np.float64, np.nan)
+                for layout in probes:
+                    probe = f.create_group(f"probes/{layout.name}")
+                    probe.attrs.update(layout.attrs)
+                    _time_series(probe, "data", layout.row_shape, layout.dtype, np.nan, compression)
+                    for index in _INDEXES:
+                        _time_series(probe, index, (), np.int64, INDEX_FILL)
+            self._open()
 
     @classmethod
     def reopen(
@@ -308,9 +309,13 @@ class RecordingWriter:
         the last checkpoint stay, those after it are dropped on resume."""
         try:
             yield
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
+            if isinstance(exc, RuntimeError) and "write failed" not in str(exc):
+                raise
+            reason = "No space left on device" if "errno = 28" in str(exc) else (
+                getattr(exc, "strerror", None) or str(exc).split("(")[0].strip())
             raise StorageError(
-                f"{self.partial}: could not write ({exc.strerror or exc}); the rows up to the last "
+                f"{self.partial}: could not write ({reason}); the rows up to the last "
                 f"checkpoint are kept; free space and continue with --resume"
             ) from None
 
@@ -322,13 +327,14 @@ class RecordingWriter:
     def close(self, status: str = "running") -> Path:
         """Close the file and set its status; ``"complete"`` also renames it to
         its final name (the completion signal). Returns the file's path."""
-        if self.file.id.valid:
-            self.file.flush()
-            self.file.close()
-        # SWMR mode forbids changing attributes, so the status is set after closing.
-        with h5py.File(self.partial, "r+", libver="latest") as f:
-            f.attrs["status"] = status
-        _fsync(self.partial)
+        with self._writing():
+            if self.file.id.valid:
+                self.file.flush()
+                self.file.close()
+            # SWMR mode forbids changing attributes, so the status is set after closing.
+            with h5py.File(self.partial, "r+", libver="latest") as f:
+                f.attrs["status"] = status
+            _fsync(self.partial)
         if status != "complete":
             return self.partial
         os.replace(self.partial, self.path)
