@@ -5,7 +5,10 @@ returns exactly what was written: never a traceback, and for the binary
 files (recordings, checkpoints, datasets), whose contents carry checksums,
 never a silently different number. Text files (study and model TOML,
 study.json) carry no checksum: a flipped digit is a different setting, so
-for them the bar is a clear error or a file that still parses and validates."""
+for them the bar is a clear error or a file that still parses and validates.
+The HDF5 library can crash (segfault) on some damaged files; recordings are
+therefore checked in a child process (``recording.check_recording``, as
+``cortexsim verify`` and ``--resume`` do), which turns a crash into an error."""
 
 import gzip
 import hashlib
@@ -20,7 +23,7 @@ import cortexsim as cs
 from cortexsim.errors import CortexsimError
 from cortexsim.data.idx import read_idx
 from cortexsim.data.mnist import verify_file
-from cortexsim.recording import open_recording, recorded_rows
+from cortexsim.recording import check_recording, open_recording
 from cortexsim.report.folder import read_study_folder
 from cortexsim.sim.checkpoint import load_checkpoint
 from cortexsim.study.plan import load_study
@@ -114,7 +117,7 @@ def expect_error_or_same(read, path, same):
 
 
 def recording_contents(path):
-    rows = recorded_rows(path)
+    rows = check_recording(path)  # in a child process: HDF5 can crash on a damaged file
     with open_recording(path) as rec:
         probes = {name: p.to_numpy() for name, p in rec.probes.items()}
         steps = {name: p.step for name, p in rec.probes.items()}

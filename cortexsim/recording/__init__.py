@@ -5,7 +5,7 @@ lives beside the simulator (``cortexsim.sim.recorder``)."""
 
 from .reader import ProbeData, Recording, open_recording
 from .schema import FORMAT, FORMAT_VERSION
-from .writer import RecordingWriter, partial_path, recorded_rows
+from .writer import RecordingWriter, check_recording, partial_path, recorded_rows
 
 __all__ = [
     "Recording",
@@ -14,6 +14,7 @@ __all__ = [
     "RecordingWriter",
     "partial_path",
     "recorded_rows",
+    "check_recording",
     "FORMAT",
     "FORMAT_VERSION",
 ]

@@ -30,7 +30,8 @@ from ..errors import FormatError, StorageError
 from ..validation import check_choice
 from .schema import FORMAT, FORMAT_VERSION, INDEX_FILL, PARTIAL_SUFFIX
 
-__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows", "clear_write_flags", "recorded_rows"]
+__all__ = ["ProbeLayout", "RecordingWriter", "partial_path", "chunk_rows", "check_recording", "clear_write_flags",
+           "recorded_rows"]
 
 _CHUNK_BYTES = 64 << 10
 _COPY_BYTES = 64 << 20
@@ -139,6 +140,40 @@ def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
             return {"probes": probes, "metrics": min(int(d.shape[0]) for d in metrics.values())}
     except Exception as exc:  # OSError, RuntimeError, KeyError from a damaged file
         raise FormatError(f"{path}: the recording is damaged ({type(exc).__name__}: {exc})") from None
+
+
+def check_recording(path: str | os.PathLike[str], timeout: float = 600.0) -> dict[str, Any]:
+    """:func:`recorded_rows` in a child process, so that a file damaged in a way
+    that crashes the HDF5 library (it can segfault on some) is reported as a
+    ``FormatError`` instead of ending the caller. Where ``os.fork`` is
+    unavailable it runs in this process."""
+    path = Path(path)
+    if not hasattr(os, "fork"):
+        return recorded_rows(path)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, report, leave without cleanup
+        os.close(read_end)
+        try:
+            message = {"rows": recorded_rows(path)}
+        except FormatError as exc:
+            message = {"error": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            message = {"error": f"{path}: the recording is damaged ({type(exc).__name__}: {exc})"}
+        with os.fdopen(write_end, "w") as out:
+            json.dump(message, out)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as answer:
+        text = answer.read()
+    _, status = os.waitpid(pid, 0)
+    if not text:
+        raise FormatError(f"{path}: the recording is damaged (the HDF5 library crashed reading it, "
+                          f"status {status})")
+    message = json.loads(text)
+    if "error" in message:
+        raise FormatError(message["error"])
+    return message["rows"]
 
 
 def _open_to_read(path: Path) -> h5py.File:

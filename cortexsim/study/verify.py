@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import FormatError
 from ..files import read_json
-from ..recording import partial_path, recorded_rows
+from ..recording import check_recording, partial_path
 from ..recording.writer import clear_write_flags
 from ..sim.checkpoint import load_checkpoint, previous_checkpoint
 from ..sim.recorded import checkpoint_path
@@ -61,7 +61,7 @@ def _check_run(out: Path, entry: dict[str, Any], repair: bool) -> RunCheck:
     problems = [why for why in (newest_why, previous_why) if why]
     if recording.exists():
         try:
-            rows = recorded_rows(recording)
+            rows = check_recording(recording)
         except FormatError as exc:
             return RunCheck(label, seed, "damaged", str(exc), True)
         detail = f"{rows['metrics']} epochs recorded"
@@ -71,7 +71,7 @@ def _check_run(out: Path, entry: dict[str, Any], repair: bool) -> RunCheck:
     if not partial.exists():
         return RunCheck(label, seed, "not started", "no recording yet", bool(problems))
     try:
-        rows = recorded_rows(partial)
+        rows = check_recording(partial)
     except FormatError as exc:
         return RunCheck(label, seed, "damaged", f"{exc}; --resume keeps it aside and starts the run "
                                                 f"again", True)
