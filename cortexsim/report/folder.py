@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CortexsimError, FormatError
 from ..files import read_json
-from ..recording import open_recording, partial_path
+from ..recording import check_recording, open_recording, partial_path
 
 __all__ = ["RunData", "read_study_folder"]
 
@@ -59,6 +59,11 @@ def _read_run(out: Path, entry: dict[str, Any]) -> RunData:
         run.problem = "no recording"
         return run
     path = path if path.is_file() else partial_path(path)
+    try:
+        check_recording(path)  # in a child process first: HDF5 can crash on a damaged file
+    except FormatError as exc:
+        run.problem = f"recording unreadable ({exc})"
+        return run
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # partial files warn on open
