@@ -17,6 +17,8 @@ import contextlib
 import datetime
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,35 +144,33 @@ def recorded_rows(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FormatError(f"{path}: the recording is damaged ({type(exc).__name__}: {exc})") from None
 
 
+_CHECK = (
+    "import json, sys\n"
+    "from cortexsim.errors import FormatError\n"
+    "from cortexsim.recording.writer import recorded_rows\n"
+    "try:\n"
+    "    print(json.dumps({'rows': recorded_rows(sys.argv[1])}))\n"
+    "except FormatError as exc:\n"
+    "    print(json.dumps({'error': str(exc)}))\n"
+)
+
+
 def check_recording(path: str | os.PathLike[str], timeout: float = 600.0) -> dict[str, Any]:
-    """:func:`recorded_rows` in a child process, so that a file damaged in a way
-    that crashes the HDF5 library (it can segfault on some) is reported as a
-    ``FormatError`` instead of ending the caller. Where ``os.fork`` is
-    unavailable it runs in this process."""
+    """:func:`recorded_rows` in a fresh interpreter, so that a file damaged in a
+    way that crashes the HDF5 library (it can segfault on some) is reported as
+    a ``FormatError`` instead of ending the caller. (A forked child is not
+    safe: HDF5's state does not survive ``fork``.) About half a second per file."""
     path = Path(path)
-    if not hasattr(os, "fork"):
-        return recorded_rows(path)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: read, report, leave without cleanup
-        os.close(read_end)
-        try:
-            message = {"rows": recorded_rows(path)}
-        except FormatError as exc:
-            message = {"error": str(exc)}
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            message = {"error": f"{path}: the recording is damaged ({type(exc).__name__}: {exc})"}
-        with os.fdopen(write_end, "w") as out:
-            json.dump(message, out)
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as answer:
-        text = answer.read()
-    _, status = os.waitpid(pid, 0)
-    if not text:
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHECK, str(path)], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FormatError(f"{path}: the recording is damaged (reading it did not end in {timeout:g} s)") from None
+    try:
+        message = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
         raise FormatError(f"{path}: the recording is damaged (the HDF5 library crashed reading it, "
-                          f"status {status})")
-    message = json.loads(text)
+                          f"exit status {done.returncode})") from None
     if "error" in message:
         raise FormatError(message["error"])
     return message["rows"]

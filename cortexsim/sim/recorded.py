@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, RecoveryWarning
-from ..recording import check_recording, partial_path
+from ..recording import partial_path, recorded_rows
 from .checkpoint import Checkpointer, load_checkpoint, load_latest, previous_checkpoint, set_aside
 from .probes import Probe
 from .recorder import Recorder
@@ -89,7 +89,7 @@ class RecordedRun:
         recording is damaged (kept aside) or no checkpoint is usable."""
         partial = partial_path(self.path)
         try:
-            rows = check_recording(partial)
+            rows = recorded_rows(partial)
         except FormatError as exc:
             aside = set_aside(partial)
             warnings.warn(f"{exc}; kept aside as {aside.name}; the run starts again from the beginning",
