@@ -156,3 +156,39 @@ def random_data(rng: np.random.Generator, batch: int, n_in: int, n_out: int, los
     else:
         y = np.eye(n_out)[rng.integers(0, n_out, size=batch)]
     return x, y
+
+
+def digits_backprop_study(name: str, seeds: str, epochs: int, checkpoint_every: int) -> str:
+    """A study file of backprop on ``digits`` (64-16-10, tanh), label ``bp``:
+    small enough to run, kill and resume from the command line in seconds."""
+    return f"""
+[study]
+name = "{name}"
+seeds = {seeds}
+
+[[model.areas]]
+name = "pixels"
+size = 64
+
+[[model.areas]]
+name = "hidden"
+size = 16
+activation = "tanh"
+
+[[model.areas]]
+name = "labels"
+size = 10
+activation = "linear"
+
+[data]
+name = "digits"
+
+[schedule]
+epochs = {epochs}
+batch_size = 64
+checkpoint_every = {checkpoint_every}
+
+[[rules]]
+rule = "backprop"
+label = "bp"
+"""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import digits_backprop_study
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,37 +90,7 @@ def test_any_arguments_end_in_exit_status_2_not_a_traceback(seeds, workers):
 
 # -- a kill storm ---------------------------------------------------------------------------------
 
-KILL_STUDY = """
-[study]
-name = "storm"
-seeds = [0, 1, 2, 3]
-
-[[model.areas]]
-name = "pixels"
-size = 64
-
-[[model.areas]]
-name = "hidden"
-size = 16
-activation = "tanh"
-
-[[model.areas]]
-name = "labels"
-size = 10
-activation = "linear"
-
-[data]
-name = "digits"
-
-[schedule]
-epochs = 25
-batch_size = 64
-checkpoint_every = 7
-
-[[rules]]
-rule = "backprop"
-label = "bp"
-"""
+KILL_STUDY = digits_backprop_study("storm", "[0, 1, 2, 3]", epochs=25, checkpoint_every=7)
 
 
 def test_a_kill_storm_with_two_workers_resumes_to_the_serial_result(tmp_path):

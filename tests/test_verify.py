@@ -12,43 +12,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import digits_backprop_study
 
 from cortexsim.cli import main
 from cortexsim.recording import open_recording, partial_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STUDY = """
-[study]
-name = "tiny"
-seeds = [0, 1, 2, 3]
-
-[[model.areas]]
-name = "pixels"
-size = 64
-
-[[model.areas]]
-name = "hidden"
-size = 16
-activation = "tanh"
-
-[[model.areas]]
-name = "labels"
-size = 10
-activation = "linear"
-
-[data]
-name = "digits"
-
-[schedule]
-epochs = 2
-batch_size = 64
-checkpoint_every = 5
-
-[[rules]]
-rule = "backprop"
-label = "bp"
-"""
+STUDY = digits_backprop_study("tiny", "[0, 1, 2, 3]", epochs=2, checkpoint_every=5)
 
 
 @pytest.fixture(scope="module")
