@@ -73,7 +73,7 @@ between areas, as predictive coding's inference does; learning never does.
 ``loss`` and ``evaluate`` are ``elbo``'s (the negative ELBO of the amortized
 bottom-up posterior, ``k = 1``), so the bound, the report's log-likelihood and
 its active units measure this rule's model and recognition network with the
-same estimator as every other rule's. ``state.variational["local"]`` also
+same estimator as every other rule's. ``state.variational["local"]``
 holds ``"amortized"`` (the pass of step 1), ``"refined"`` (the pass of step 3),
 ``"start_elbo"`` and ``"refined_elbo"`` (batch means of the refinement's
 first and last bound) and, after ``gradients``, the local losses
@@ -144,8 +144,9 @@ class GenerativeHybrid(_GenerativeTargetRule):
         self.refinement = Refinement(steps=steps, step_size=step_size, optimizer=ascent,
                                      samples=1, start="bottom_up", seed=self.seed)
 
-    def _complete(self, hierarchy: Hierarchy, p: Pass, local: dict[str, Any]) -> None:
-        """Steps 1-3 of the module docstring."""
+    def _local(self, hierarchy: Hierarchy, p: Pass) -> dict[str, Any]:
+        """Steps 1-3 of the module docstring (the predictions of the sampled
+        amortized pass ``p``, which no update reads, are not computed)."""
         be, xp = hierarchy.backend, hierarchy.backend.xp
         rows = p.x.shape[0]
         flags = stochastic_areas(hierarchy)
@@ -155,10 +156,9 @@ class GenerativeHybrid(_GenerativeTargetRule):
                        rng=self._rng, initial=(amortized.q_mean, amortized.q_logvar))
         refined = forward(hierarchy, p.x, self.draw_noise(hierarchy, rows), likelihood=self.likelihood,
                           given=(found.mean, found.logvar))
-        local["amortized"], local["refined"] = amortized, refined
-        local["refined_predictions"] = self.local_predictions(hierarchy, refined)
-        local["start_elbo"] = xp.mean(found.trace[0, ...])
-        local["refined_elbo"] = xp.mean(found.elbo)
+        return {"amortized": amortized, "refined": refined,
+                "refined_predictions": self.local_predictions(hierarchy, refined),
+                "start_elbo": xp.mean(found.trace[0, ...]), "refined_elbo": xp.mean(found.elbo)}
 
     def gradients(self, hierarchy: Hierarchy, state: State) -> Gradients:
         """Descent directions of every area's generative and recognition weights

@@ -295,11 +295,15 @@ class _GenerativeTargetRule(ELBO):
         """The bottom-up pass and bound of ``elbo`` (``y`` ignored, nothing to
         observe), and the local predictions of the feedback pass."""
         state = super().infer(hierarchy, x)
-        p = state.variational["pass"]
+        state.variational["local"] = self._local(hierarchy, state.variational["pass"])
+        return state
+
+    def _local(self, hierarchy: Hierarchy, p: Pass) -> dict[str, Any]:
+        """What ``gradients`` reads besides the pass: the local predictions of its
+        decoder pass and what the variant adds (``_complete``)."""
         local = self.local_predictions(hierarchy, p)
         self._complete(hierarchy, p, local)
-        state.variational["local"] = local
-        return state
+        return local
 
     def _complete(self, hierarchy: Hierarchy, p: Pass, local: dict[str, Any]) -> None:
         """Add what a variant computes at inference time (targets, noise) to ``local``."""
