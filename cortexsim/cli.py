@@ -115,6 +115,13 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _path(text: str) -> str:
+    """A file or folder name: any text the operating system can name a file with."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: a file name cannot contain a NUL character")
+    return text
+
+
 def _run(args: argparse.Namespace) -> int:
     from .study.runner import run_study
     from .study.plan import load_study
@@ -231,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("info", help="print versions, available backends and the GPU")
     run = commands.add_parser("run", help="run every rule x seed of a study file")
-    run.add_argument("study", help="the study file (TOML)")
-    run.add_argument("--out", help="output folder (default: the study's out)")
+    run.add_argument("study", type=_path, help="the study file (TOML)")
+    run.add_argument("--out", type=_path, help="output folder (default: the study's out)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="replace a value of the study file, e.g. --set schedule.epochs=100 "
                           "--set data.name=fashion-mnist (repeatable)")
@@ -240,28 +247,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--backend", choices=["numpy", "cupy"], help="replace the study's backend")
     run.add_argument("--resume", action="store_true", help="skip completed runs, continue killed ones")
     run.add_argument("--overwrite", action="store_true", help="replace runs already in the output folder")
-    run.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
+    run.add_argument("--data-dir", type=_path, help="folder holding the datasets (default $CORTEXSIM_DATA)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.add_argument("--workers", type=_positive, default=1,
                      help="runs at a time, on a Dask LocalCluster when above 1 (cortexsim[dist])")
     verify = commands.add_parser(
         "verify", help="check every file of a study folder, say each run's state, clear killed files' write flags")
-    verify.add_argument("run_dir")
+    verify.add_argument("run_dir", type=_path)
     verify.add_argument("--no-repair", action="store_true", help="only read; leave killed files as they are")
     report = commands.add_parser("report", help="figures and a Markdown summary of a study's output")
-    report.add_argument("run_dir")
+    report.add_argument("run_dir", type=_path)
     compare = commands.add_parser("compare", help="rules-versus-backprop table across studies")
-    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("run_dirs", type=_path, nargs="+")
     ledger = commands.add_parser(
         "ledger", help="the reproduction ledger: published numbers beside ours, from the runs")
-    ledger.add_argument("--studies", default="studies/papers",
+    ledger.add_argument("--studies", type=_path, default="studies/papers",
                         help="folder of study files with [[claims]] (default studies/papers)")
-    ledger.add_argument("--out", default="docs/reproductions.md",
+    ledger.add_argument("--out", type=_path, default="docs/reproductions.md",
                         help="the Markdown file to write (default docs/reproductions.md)")
     data = commands.add_parser("data", help="where datasets live and whether they are intact")
     data.add_argument("action", choices=["list", "fetch", "verify"])
     data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
-    data.add_argument("--data-dir", help="folder holding the datasets (default $CORTEXSIM_DATA)")
+    data.add_argument("--data-dir", type=_path, help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
     _say_recoveries()
     handlers = {"run": _run, "verify": _verify, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}

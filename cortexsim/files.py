@@ -35,6 +35,8 @@ def read_text(path: str | os.PathLike[str], what: str = "file",
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not a text file (byte {exc.start} is not UTF-8); the {what} is "
                     f"damaged or not a {what}") from None
+    except ValueError:  # a NUL character in the name
+        raise error(f"{str(path)!r}: not a valid file name") from None
     except OSError as exc:
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
 

@@ -111,3 +111,20 @@ def test_any_arguments_end_in_an_exit_status_not_a_traceback(data, garbage_study
     assert "Traceback" not in err, (args, err)
     if code == 2 and args[0] in ("run", "report", "verify", "compare", "ledger"):
         assert err.strip(), args  # a user mistake is said
+
+
+@pytest.mark.parametrize("args", [["run", "\x00"], ["run", "studies/quickstart.toml", "--out", "a\x00b"],
+                                  ["report", "\x00"], ["verify", "x\x00"], ["data", "list", "--data-dir", "\x00"]])
+def test_a_file_name_with_a_nul_character_is_a_usage_error(args, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert "NUL character" in capsys.readouterr().err
+
+
+def test_the_library_names_a_nul_character_in_a_file_name_too():
+    from cortexsim.errors import ConfigurationError
+    from cortexsim.study.plan import load_study
+
+    with pytest.raises(ConfigurationError, match="not a valid file name"):
+        load_study("study\x00.toml")

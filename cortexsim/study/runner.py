@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -144,8 +145,12 @@ def _run_in_parallel(
         raise ConfigurationError(
             "workers: running studies in parallel needs Dask: pip install 'cortexsim[dist]'"
         ) from None
+    # silence_logs: the workers' own logging stays quiet (a worker whose heartbeat
+    # races the scheduler's shutdown logs a traceback that is not a fault); a run
+    # that fails raises through future.result(), a worker that dies as KilledWorker.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster) as client:
         futures = {
             client.submit(_run_single_threaded, plan, out, spec, seed, backend, resume, data_dir,
                           pure=False): i
