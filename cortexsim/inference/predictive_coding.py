@@ -42,9 +42,10 @@ from .amortized import feedforward
 from .state import State
 from .workspace import Workspace
 
-__all__ = ["Relaxation", "relax_discriminative", "relax_generative", "INITS"]
+__all__ = ["Relaxation", "relax_discriminative", "relax_generative", "INITS", "SOLVERS"]
 
 INITS = ("feedforward", "zeros")
+SOLVERS = ("euler", "heun", "adaptive")
 _STANDARD_GAUSSIAN = Prior("gaussian", 0.0, 1.0)
 
 
@@ -55,9 +56,9 @@ class Relaxation:
     Parameters
     ----------
     steps : int
-        Maximum number of Euler steps T (>= 0).
+        Maximum number of steps T (>= 0).
     step_size : float
-        Euler step on the activities (> 0).
+        Step on the activities (> 0); the adaptive solver's first step.
     tolerance : float or None
         Stop early when the per-sample energy changes by less than this between
         steps. Checking it brings the energy to the host every step.
@@ -65,7 +66,14 @@ class Relaxation:
         ``"feedforward"``: start from the recognition sweep (amortized start,
         iterative refinement); ``"zeros"``: start latent areas at zero.
     fixed_prediction : bool
-        Hold predictions at their feedforward values (discriminative mode only).
+        Hold predictions at their feedforward values (discriminative mode only;
+        Euler only).
+    solver : str
+        ``"euler"`` (fixed steps, this module), ``"heun"`` (fixed steps, second
+        order) or ``"adaptive"`` (embedded error control), in ``solvers.py``.
+    rtol, atol : float
+        The adaptive solver's relative and absolute tolerance on the
+        activities' local error per step.
     """
 
     steps: int = 20
@@ -73,6 +81,9 @@ class Relaxation:
     tolerance: float | None = None
     init: str = "feedforward"
     fixed_prediction: bool = False
+    solver: str = "euler"
+    rtol: float = 1e-3
+    atol: float = 1e-6
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,6 +95,14 @@ class Relaxation:
         if self.tolerance is not None:
             check_number(self.tolerance, f"{where}.tolerance", positive=True)
         check_choice(self.init, INITS, f"{where}.init")
+        check_choice(self.solver, SOLVERS, f"{where}.solver")
+        check_number(self.rtol, f"{where}.rtol", positive=True)
+        check_number(self.atol, f"{where}.atol", positive=True)
+        if self.fixed_prediction and self.solver != "euler":
+            raise ConfigurationError(
+                f"{where}.fixed_prediction: defined for solver = \"euler\" only (its exact "
+                f"equivalence with backprop is a property of Euler steps); got solver = "
+                f"{self.solver!r}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,10 @@ def relax_discriminative(
     State
         The relaxed activities, errors and energy trace; the areas are not changed.
     """
+    if settings.solver != "euler":
+        from .solvers import solve_discriminative
+
+        return solve_discriminative(hierarchy, x, y, loss, settings, observe, workspace)
     be = hierarchy.backend
     areas = hierarchy.areas
     top = len(areas) - 1
@@ -363,6 +386,10 @@ def relax_generative(
             "inference.fixed_prediction: only defined in discriminative mode; "
             "set it to false for generative inference"
         )
+    if settings.solver != "euler":
+        from .solvers import solve_generative
+
+        return solve_generative(hierarchy, x, settings, observe, start, workspace)
     be = hierarchy.backend
     areas = hierarchy.areas
     top = len(areas) - 1
