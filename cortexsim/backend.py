@@ -193,6 +193,12 @@ class Backend:
             return self.xp.sum(x * x)
         return self.library.vdot(x, x)
 
+    def inner(self, x: Any, y: Any) -> Any:
+        """``sum(x * y)`` over every element, as a 0-d backend array."""
+        if self.name == "array_api_strict":
+            return self.xp.sum(x * y)
+        return self.library.vdot(x, y)
+
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {self.dtype_name!r})"
 

@@ -12,6 +12,18 @@ from cortexsim.model.losses import get_loss
 
 RTOL = 1e-10
 
+
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def kernels(request):
+    """Every comparison runs with the compiled passes and with their NumPy fallback."""
+    from cortexsim.inference import kernels
+
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    kernels.use(request.param)
+    yield request.param
+    kernels.use("auto")
+
 # Five areas: tanh, relu and sigmoid hidden areas of precision 2.0, 0.5 and 1.0,
 # a linear top of precision 0.5 (which multiplies the loss).
 DISC = HierarchySpec.from_dict({
@@ -30,6 +42,17 @@ DISC_TANH = HierarchySpec.from_dict({
         {"name": "x", "size": 6},
         {"name": "h1", "size": 5, "activation": "tanh", "precision": 0.5},
         {"name": "h2", "size": 4, "activation": "tanh", "precision": 2.0},
+        {"name": "y", "size": 3, "activation": "linear"},
+    ],
+})
+# Widening above area 1: relaxing area 1 through the Gram matrix of W_2 costs
+# more than the two products per step it saves, so the plain path runs (the
+# stacks above take the Gram path).
+DISC_WIDE = HierarchySpec.from_dict({
+    "areas": [
+        {"name": "x", "size": 5},
+        {"name": "h1", "size": 2, "activation": "tanh", "precision": 2.0},
+        {"name": "h2", "size": 9, "activation": "sigmoid"},
         {"name": "y", "size": 3, "activation": "linear"},
     ],
 })
@@ -166,10 +189,18 @@ def generative_pair(backend_name, spec, settings, seed=0, batch=6, observe=False
     return fast, reference, (seen_f, seen_r)
 
 
+def test_the_stacks_take_both_paths_of_area_one():
+    from cortexsim.inference.predictive_coding import _gram_pays
+
+    for spec, pays in ((DISC, True), (DISC_TANH, True), (DISC_WIDE, False)):
+        sizes = [area.size for area in spec.areas]
+        assert _gram_pays(6, sizes[1], sizes[2], 12 - (len(sizes) - 2)) is pays, spec.name
+
+
 @pytest.mark.parametrize("fixed", [False, True], ids=["strict", "fixed_prediction"])
 @pytest.mark.parametrize("init", ["feedforward", "zeros"])
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-@pytest.mark.parametrize("spec", [DISC, DISC_TANH, DISC_TWO], ids=["relu_sigmoid", "tanh", "two_areas"])
+@pytest.mark.parametrize("spec", [DISC, DISC_TANH, DISC_WIDE, DISC_TWO], ids=["relu_sigmoid", "tanh", "wide", "two_areas"])
 def test_discriminative_equals_reference(backend_name, spec, loss, init, fixed):
     if loss == "cross_entropy" and spec is DISC_TWO:
         pytest.skip("cross-entropy needs a linear top area")
