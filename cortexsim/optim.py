@@ -18,9 +18,11 @@ has them name the table the user wrote.
 from __future__ import annotations
 
 import math
+from functools import cache
 from typing import Any
 
 from .errors import did_you_mean
+from .inference import kernels
 from .model.hierarchy import Hierarchy, ParameterKey
 from .validation import check_bool, check_int, check_number, invalid
 
@@ -242,9 +244,13 @@ class Adam(Optimizer):
         be = hierarchy.backend
         m = self.slot(hierarchy, "m", key, param)
         v = self.slot(hierarchy, "v", key, param)
-        tmp = self.slot(hierarchy, "tmp", key, param)
         correction = math.sqrt(1.0 - self.beta2**self.steps)
         lr_t = lr * correction / (1.0 - self.beta1**self.steps)
+        if kernels.active(be) == "numba" and all(a.flags.c_contiguous for a in (param, grad, m, v)):
+            _fused_adam()(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                          self.beta1, self.beta2, lr_t, self.eps * correction)
+            return
+        tmp = self.slot(hierarchy, "tmp", key, param)
         m *= self.beta1
         m += be.multiply(grad, 1.0 - self.beta1, out=tmp)
         v *= self.beta2
@@ -256,6 +262,25 @@ class Adam(Optimizer):
         be.divide(m, tmp, out=tmp)
         tmp *= lr_t
         param -= tmp
+
+
+@cache
+def _fused_adam() -> Any:
+    """Adam's update of one parameter as a single compiled pass (inference/kernels.py
+    says when Numba is used); the same arithmetic as ``Adam.update``'s NumPy form."""
+    import numba
+
+    @numba.njit(fastmath={"contract"}, cache=True, nogil=True)
+    def adam_pass(param, grad, m, v, beta1, beta2, lr_t, eps_t):  # pragma: no cover - compiled
+        for i in range(param.shape[0]):
+            g = grad[i]
+            mi = beta1 * m[i] + (1.0 - beta1) * g
+            vi = beta2 * v[i] + (1.0 - beta2) * (g * g)
+            m[i] = mi
+            v[i] = vi
+            param[i] -= lr_t * (mi / (math.sqrt(vi) + eps_t))
+
+    return adam_pass
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}

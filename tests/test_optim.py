@@ -53,7 +53,20 @@ def test_momentum_two_steps(backend_name):
         np.testing.assert_allclose(got[key], expected, rtol=1e-14, atol=1e-15)
 
 
-def test_adam_three_steps_against_textbook(backend_name):
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_adam_three_steps_against_textbook(backend_name, kernels):
+    from cortexsim.inference import kernels as implementation
+
+    if kernels == "numba":
+        pytest.importorskip("numba")
+    implementation.use(kernels)
+    try:
+        _adam_three_steps(backend_name)
+    finally:
+        implementation.use("auto")
+
+
+def _adam_three_steps(backend_name):
     h, start, grads = setup(backend_name, 3)
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     opt = Adam(lr=lr, beta1=b1, beta2=b2, eps=eps)
