@@ -7,17 +7,29 @@ MNIST-shaped data. The roofline is the minimal 0.835 GFLOP per PC batch at the
 float32 matmul rate measured in this same process on the benchmark's own
 dominant shapes, so the ratio is meaningful on a noisy machine.
 
-    python bench/pc_mlp.py [--backend numpy|cupy] [--batches 50] [--repeats 3]
+    python bench/pc_mlp.py [--backend numpy|cupy] [--batches 50] [--repeats 3] [--pcx PYTHON]
+
+With ``--pcx PYTHON`` (the python of a virtual environment holding pcx 0.6.3,
+made as ``bench/peers/pcx_mlp.py`` says), every repeat also runs the same task
+in pcx in a subprocess, alternated with the timings here (matmul rate, PC,
+backprop, pcx), and the best pcx figure is compared with the best PC one. JAX
+is told to use the CPU; neither side's thread settings are touched, so on the
+benchmark machine both use its two cores.
 
 The last line is machine-readable:
-``pc_samples_per_s=... bp_samples_per_s=... pc_fraction_of_roofline=...``.
+``pc_samples_per_s=... bp_samples_per_s=... pc_fraction_of_roofline=...``,
+followed with ``--pcx`` by ``pcx_samples_per_s=... pc_over_pcx=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +38,7 @@ import cortexsim as cs
 SIZES = (784, 256, 256, 10)
 BATCH = 128
 STEPS = 20
+PCX_SCRIPT = Path(__file__).resolve().parent / "peers" / "pcx_mlp.py"
 
 
 def minimal_flops(sizes: tuple[int, ...] = SIZES, batch: int = BATCH, steps: int = STEPS) -> float:
@@ -94,11 +107,31 @@ def time_rule(rule: cs.rules.Rule, be_name: str, batches: int, warmup: int = 5) 
     return statistics.median(times)
 
 
+def time_pcx(python: str, batches: int) -> float:
+    """Median seconds per batch of the same task in pcx, run by ``python`` (a
+    separate virtual environment) in a subprocess; exits on its failure."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [python, str(PCX_SCRIPT), "--batches", str(batches)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    fields = dict(item.split("=", 1) for item in lines[-1].split() if "=" in item) if lines else {}
+    if proc.returncode != 0 or "ms_per_batch" not in fields:
+        sys.stderr.write(proc.stderr)
+        sys.exit(f"{PCX_SCRIPT.name} failed (exit status {proc.returncode})")
+    return float(fields["ms_per_batch"]) / 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3, help="take the best median of this many runs")
+    parser.add_argument(
+        "--pcx", metavar="PYTHON", default=None,
+        help="python of a virtual environment with pcx 0.6.3: also time bench/peers/pcx_mlp.py",
+    )
     args = parser.parse_args()
     be = cs.get_backend(args.backend)
     pc = cs.PredictiveCoding(inference=cs.Relaxation(steps=STEPS, step_size=0.1))
@@ -106,11 +139,13 @@ def main() -> None:
     # The machine's speed drifts over minutes: measure the matmul rate in every
     # repeat, between the timings, and compare against the fastest rate seen
     # (the most demanding roofline).
-    pc_times, bp_times, rates = [], [], []
+    pc_times, bp_times, pcx_times, rates = [], [], [], []
     for _ in range(args.repeats):
         rates.append(matmul_rate(be))
         pc_times.append(time_rule(pc, args.backend, args.batches))
         bp_times.append(time_rule(bp, args.backend, args.batches))
+        if args.pcx:
+            pcx_times.append(time_pcx(args.pcx, args.batches))
     rates.append(matmul_rate(be))
     pc_s, bp_s, rate = min(pc_times), min(bp_times), max(rates)
     flops = minimal_flops()
@@ -129,10 +164,18 @@ def main() -> None:
     print(f"PC:       {pc_s * 1e3:.2f} ms/batch  {BATCH / pc_s:,.0f} samples/s")
     print(f"backprop: {bp_s * 1e3:.2f} ms/batch  {BATCH / bp_s:,.0f} samples/s")
     print(f"PC / roofline time: {roofline_s / pc_s:.2f}; PC / backprop time: {pc_s / bp_s:.1f}x")
-    print(
+    last = (
         f"pc_samples_per_s={BATCH / pc_s:.0f} bp_samples_per_s={BATCH / bp_s:.0f} "
         f"pc_fraction_of_roofline={roofline_s / pc_s:.3f}"
     )
+    if pcx_times:
+        pcx_s = min(pcx_times)
+        print(
+            f"pcx 0.6.3: {pcx_s * 1e3:.2f} ms/batch, {BATCH / pcx_s:,.0f} samples/s; "
+            f"PC / pcx speed: {pcx_s / pc_s:.2f}x"
+        )
+        last += f" pcx_samples_per_s={BATCH / pcx_s:.0f} pc_over_pcx={pcx_s / pc_s:.3f}"
+    print(last)
 
 
 if __name__ == "__main__":
