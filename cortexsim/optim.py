@@ -247,8 +247,9 @@ class Adam(Optimizer):
         correction = math.sqrt(1.0 - self.beta2**self.steps)
         lr_t = lr * correction / (1.0 - self.beta1**self.steps)
         if kernels.active(be) == "numba" and all(a.flags.c_contiguous for a in (param, grad, m, v)):
-            _fused_adam()(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                          self.beta1, self.beta2, lr_t, self.eps * correction)
+            cast = param.dtype.type  # float32 arrays keep float32 arithmetic
+            _fused_adam()(param, grad, m, v, cast(self.beta1), cast(self.beta2), cast(lr_t),
+                          cast(self.eps * correction))
             return
         tmp = self.slot(hierarchy, "tmp", key, param)
         m *= self.beta1
@@ -269,16 +270,18 @@ def _fused_adam() -> Any:
     """Adam's update of one parameter as a single compiled pass (inference/kernels.py
     says when Numba is used); the same arithmetic as ``Adam.update``'s NumPy form."""
     import numba
+    import numpy as np
 
-    @numba.njit(fastmath={"contract"}, cache=True, nogil=True)
+    @numba.njit(fastmath={"contract"}, error_model="numpy", cache=True, nogil=True)
     def adam_pass(param, grad, m, v, beta1, beta2, lr_t, eps_t):  # pragma: no cover - compiled
+        param, grad, m, v = param.ravel(), grad.ravel(), m.ravel(), v.ravel()
         for i in range(param.shape[0]):
             g = grad[i]
-            mi = beta1 * m[i] + (1.0 - beta1) * g
-            vi = beta2 * v[i] + (1.0 - beta2) * (g * g)
+            mi = beta1 * m[i] + (1 - beta1) * g
+            vi = beta2 * v[i] + (1 - beta2) * (g * g)
             m[i] = mi
             v[i] = vi
-            param[i] -= lr_t * (mi / (math.sqrt(vi) + eps_t))
+            param[i] -= lr_t * (mi / (np.sqrt(vi) + eps_t))
 
     return adam_pass
 

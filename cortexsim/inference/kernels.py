@@ -6,7 +6,7 @@ area and step (errors, derivative, their product, the activity update), each a
 separate NumPy call over the whole batch. The three functions here do each
 group of those passes at once:
 
-``errors``      eps = pi (mu - pred),  f'(a),  g = eps * f'(a),  |eps|^2
+``errors``      eps = pi (mu - pred),  g = eps * f'(a),  |eps|^2
 ``descend``     mu <- mu + s (d - eps)            (d = g_{l+1} @ W_{l+1}^T)
 ``gram_step``   <u, g>, <G, g>;  u <- c u + G;  S <- c S + g;  a <- u / pi + a_sweep
                 (area 1 relaxed through the Gram matrix, predictive_coding.py)
@@ -40,8 +40,8 @@ from ..model.nonlinear import Activation
 __all__ = ["KERNELS", "active", "descend", "errors", "gram_step", "use"]
 
 KERNELS = ("auto", "numba", "numpy")
-# Activations whose derivative the compiled pass forms itself, by code.
-_DERIVATIVE_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
+# Activations whose derivative the compiled pass forms itself (GELU's needs a tanh).
+_COMPILED_DERIVATIVES = ("linear", "tanh", "sigmoid", "relu")
 _choice = os.environ.get("CORTEXSIM_KERNELS", "auto")
 
 
@@ -62,37 +62,49 @@ def active(be: Backend) -> str:
             f"CORTEXSIM_KERNELS: unknown implementation {_choice!r}; allowed: {', '.join(KERNELS)}")
     if _choice == "numpy" or be.name != "numpy":
         return "numpy"
-    if _choice == "numba" or importlib.util.find_spec("numba") is not None:
+    if _choice == "numba" or _numba_installed():
         return "numba"
     return "numpy"
 
 
+@cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
 def _compiled(be: Backend, *arrays: Any) -> bool:
-    return active(be) == "numba" and all(a.flags.c_contiguous for a in arrays)
+    if active(be) != "numba":
+        return False
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            return False
+    return True
+
+
+def _scalar(like: Any, value: float) -> Any:
+    """A Python number in the arrays' dtype, so float32 arithmetic stays float32."""
+    return like.dtype.type(value)
 
 
 def errors(be: Backend, activation: Activation, a: Any, pred: Any, mu: Any, precision: float,
-           eps: Any, fprime: Any, g: Any) -> tuple[Any, Any | None, Any]:
-    """Area errors from its prediction ``pred = f(a)``: writes ``eps = pi (mu - pred)``,
-    ``fprime = f'(a)`` and ``g = eps * f'(a)``; returns ``(|eps|^2, fprime, g)``, with
-    ``fprime`` None and ``g`` the ``eps`` array itself for a linear area."""
-    code = _DERIVATIVE_CODES.get(activation.name)
-    if code is not None and _compiled(be, a, pred, mu, eps, fprime, g):
-        squares = _numba()["errors"](code, a, pred, mu, precision, eps, fprime, g)
-        if code == 0:
-            return squares, None, eps
-        return squares, fprime, g
+           eps: Any, g: Any, scratch: Any) -> tuple[Any, Any]:
+    """Area errors from its prediction ``pred = f(a)``: writes ``eps = pi (mu - pred)``
+    and ``g = eps * f'(a)``; returns ``(|eps|^2, g)``, ``g`` being the ``eps`` array
+    itself for a linear area. ``scratch`` (like ``a``) may be overwritten."""
+    if activation.name in _COMPILED_DERIVATIVES and _compiled(be, a, pred, mu, eps, g):
+        squares = _numba()["errors"][activation.name](a, pred, mu, _scalar(a, precision), eps, g)
+        return squares, (eps if activation.is_linear else g)
     e = be.subtract(mu, pred, out=eps)
     if precision != 1.0:
         e *= precision
-    d = activation.derivative(be, a, pred, fprime)
-    return be.sum_of_squares(e), d, (e if d is None else be.multiply(e, d, out=g))
+    d = activation.derivative(be, a, pred, scratch)
+    return be.sum_of_squares(e), (e if d is None else be.multiply(e, d, out=g))
 
 
 def descend(be: Backend, mu: Any, d: Any, eps: Any, step_size: float) -> None:
     """The Euler step of a latent area, ``mu += s (d - eps)``; ``d`` is overwritten."""
     if _compiled(be, mu, d, eps):
-        _numba()["descend"](mu, d, eps, step_size)
+        _numba()["descend"](mu, d, eps, _scalar(mu, step_size))
         return
     d -= eps
     d *= step_size
@@ -105,7 +117,7 @@ def gram_step(be: Backend, u: Any, G: Any, S: Any, g: Any, c: float, inv_precisi
     values before the step, then ``u <- c u + G``, ``S <- c S + g`` and
     ``a <- u * inv_precision + a_sweep`` (area 2's next pre-activation)."""
     if _compiled(be, u, G, S, g, a_sweep, a):
-        return _numba()["gram_step"](u, G, S, g, c, inv_precision, a_sweep, a)
+        return _numba()["gram_step"](u, G, S, g, _scalar(u, c), _scalar(u, inv_precision), a_sweep, a)
     ug, Gg = be.inner(u, g), be.inner(G, g)
     u *= c
     u += G
@@ -123,53 +135,63 @@ def _numba() -> dict[str, Any]:
 
     # contract: fused multiply-adds; reassoc: vectorized sums. Both change
     # results only by rounding.
-    jit = numba.njit(fastmath={"contract", "reassoc"}, cache=True, nogil=True)
+    jit = numba.njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True, nogil=True)
+
+    def errors_pass(derivative):
+        """The errors pass of one activation, its derivative inlined (a branch-free loop)."""
+
+        @jit
+        def errors(a, pred, mu, precision, eps, g):  # pragma: no cover - compiled
+            a, pred, mu, eps, g = a.ravel(), pred.ravel(), mu.ravel(), eps.ravel(), g.ravel()
+            total = 0.0
+            for i in range(a.shape[0]):
+                e = precision * (mu[i] - pred[i])
+                eps[i] = e
+                total += e * e
+                g[i] = e * derivative(a[i], pred[i])
+            return total
+
+        return errors
 
     @jit
-    def errors_pass(code, a, pred, mu, precision, eps, fprime, g):  # pragma: no cover - compiled
-        rows, cols = a.shape
+    def linear_errors(a, pred, mu, precision, eps, g):  # pragma: no cover - compiled
+        pred, mu, eps = pred.ravel(), mu.ravel(), eps.ravel()
         total = 0.0
-        for i in range(rows):
-            for j in range(cols):
-                e = precision * (mu[i, j] - pred[i, j])
-                eps[i, j] = e
-                total += e * e
-                if code == 0:
-                    continue
-                p = pred[i, j]
-                if code == 1:
-                    d = 1.0 - p * p
-                elif code == 2:
-                    d = p * (1.0 - p)
-                else:
-                    d = 1.0 if a[i, j] > 0 else 0.0
-                fprime[i, j] = d
-                g[i, j] = e * d
+        for i in range(pred.shape[0]):
+            e = precision * (mu[i] - pred[i])
+            eps[i] = e
+            total += e * e
         return total
+
+    inline = numba.njit(inline="always")
+    derivatives = {
+        "tanh": inline(lambda a, p: 1 - p * p),
+        "sigmoid": inline(lambda a, p: p * (1 - p)),
+        "relu": inline(lambda a, p: (p - p + 1) if a > 0 else (p - p)),  # 1 or 0 in the dtype
+    }
+    errors = {"linear": linear_errors} | {name: errors_pass(d) for name, d in derivatives.items()}
 
     @jit
     def descend_pass(mu, d, eps, step_size):  # pragma: no cover - compiled
-        rows, cols = mu.shape
-        for i in range(rows):
-            for j in range(cols):
-                mu[i, j] += step_size * (d[i, j] - eps[i, j])
+        mu, d, eps = mu.ravel(), d.ravel(), eps.ravel()
+        for i in range(mu.shape[0]):
+            mu[i] += step_size * (d[i] - eps[i])
 
     @jit
     def gram_pass(u, G, S, g, c, inv_precision, a_sweep, a):  # pragma: no cover - compiled
-        rows, cols = u.shape
+        u, G, S, g, a_sweep, a = u.ravel(), G.ravel(), S.ravel(), g.ravel(), a_sweep.ravel(), a.ravel()
         ug = 0.0
         Gg = 0.0
-        for i in range(rows):
-            for j in range(cols):
-                gij = g[i, j]
-                uij = u[i, j]
-                Gij = G[i, j]
-                ug += uij * gij
-                Gg += Gij * gij
-                uij = c * uij + Gij
-                u[i, j] = uij
-                S[i, j] = c * S[i, j] + gij
-                a[i, j] = uij * inv_precision + a_sweep[i, j]
+        for i in range(u.shape[0]):
+            gi = g[i]
+            ui = u[i]
+            Gi = G[i]
+            ug += ui * gi
+            Gg += Gi * gi
+            ui = c * ui + Gi
+            u[i] = ui
+            S[i] = c * S[i] + gi
+            a[i] = ui * inv_precision + a_sweep[i]
         return ug, Gg
 
-    return {"errors": errors_pass, "descend": descend_pass, "gram_step": gram_pass}
+    return {"errors": errors, "descend": descend_pass, "gram_step": gram_pass}

@@ -319,8 +319,8 @@ def relax_discriminative(
         energy: Any = 0.0
         for l in range(1, top):
             if not error_state[l]:
-                squares, fprime[l], g[l] = kernels.errors(
-                    be, activation[l], a[l], pred[l], mu[l], precision[l], eps[l], fprime_buf[l], g[l])
+                squares, g[l] = kernels.errors(
+                    be, activation[l], a[l], pred[l], mu[l], precision[l], eps[l], g[l], fprime_buf[l])
                 energy = energy + squares * (0.5 / precision[l])
                 continue
             if t == 0:

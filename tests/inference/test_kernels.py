@@ -46,21 +46,22 @@ def close(a, b, dtype):
 def test_errors_pass_equals_the_fallback(name, dtype, restore):
     activation = ACTIVATIONS[name]
 
-    def run(be, a, mu, eps, fprime, g):
+    def run(be, a, mu, eps, g, scratch):
         pred = activation(be, a)
-        squares, d, gg = kernels.errors(be, activation, a, pred, mu, 0.7, eps, fprime, g)
-        return float(squares), None if d is None else d.copy(), gg.copy(), eps.copy()
+        squares, gg = kernels.errors(be, activation, a, pred, mu, 0.7, eps, g, scratch)
+        assert (gg is eps) == (name == "linear")
+        return float(squares), gg.copy(), eps.copy()
 
     got = both(run, dtype, *[(9, 13)] * 5)
-    (s1, d1, g1, e1), (s2, d2, g2, e2) = got["numba"][1], got["numpy"][1]
+    (s1, g1, e1), (s2, g2, e2) = got["numba"][1], got["numpy"][1]
     close(s1, s2, dtype)
     close(e1, e2, dtype)
     close(g1, g2, dtype)
-    assert (d1 is None) == (d2 is None) == (name == "linear")
-    if d1 is not None:
-        close(d1, d2, dtype)
-    np.testing.assert_allclose(e2, 0.7 * (got["numpy"][0][1] - activation(get_backend("numpy", dtype), got["numpy"][0][0])),
-                               rtol=1e-5)
+    be = get_backend("numpy", dtype)
+    a, mu = got["numpy"][0][0], got["numpy"][0][1]
+    np.testing.assert_allclose(e2, 0.7 * (mu - activation(be, a)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g2, e2 * activation.grad(be, a), rtol=1e-5, atol=1e-6)
+    close(s2, float(np.sum(e2.astype(float) ** 2)), dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
