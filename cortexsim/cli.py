@@ -190,6 +190,13 @@ def _ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .recording.nwb import export_nwb
+
+    print(export_nwb(args.recording, args.nwb, overwrite=args.overwrite))
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from .data import fetch as data_fetch
 
@@ -265,13 +272,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder of study files with [[claims]] (default studies/papers)")
     ledger.add_argument("--out", type=_path, default="docs/reproductions.md",
                         help="the Markdown file to write (default docs/reproductions.md)")
+    export = commands.add_parser("export", help="write a recording in another format (NWB, cortexsim[nwb])")
+    export.add_argument("recording", type=_path, help="the recording (RUN.h5)")
+    export.add_argument("--nwb", type=_path, required=True, metavar="OUT.nwb", help="the NWB file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT.nwb if it exists")
     data = commands.add_parser("data", help="where datasets live and whether they are intact")
     data.add_argument("action", choices=["list", "fetch", "verify"])
     data.add_argument("name", nargs="?", help="dataset to fetch (mnist, fashion-mnist)")
     data.add_argument("--data-dir", type=_path, help="folder holding the datasets (default $CORTEXSIM_DATA)")
     args = parser.parse_args(argv)
     _say_recoveries()
-    handlers = {"run": _run, "verify": _verify, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data}
+    handlers = {"run": _run, "verify": _verify, "report": _report, "compare": _compare, "ledger": _ledger, "data": _data,
+                "export": _export}
     try:
         if args.command == "info":
             print(info())

@@ -77,7 +77,8 @@ RUN_OPTIONS = st.lists(st.one_of(
 
 @st.composite
 def argv(draw, garbage):
-    command = draw(st.sampled_from(["run", "report", "verify", "compare", "data", "ledger", "nonsense"]))
+    command = draw(st.sampled_from(
+        ["run", "report", "verify", "compare", "data", "ledger", "export", "nonsense"]))
     if command == "run":  # never a runnable study: nothing trains here
         study = draw(st.sampled_from([garbage, "no/such/study.toml", draw(TEXT)]))
         options = [part for option in draw(RUN_OPTIONS) for part in option]
@@ -86,6 +87,9 @@ def argv(draw, garbage):
         return [command, *draw(st.lists(TEXT, max_size=2))]
     if command == "data":  # not fetch: that downloads
         return ["data", draw(st.sampled_from(["list", "verify", "fetchh", ""])), *draw(st.lists(TEXT, max_size=1))]
+    if command == "export":  # never a recording, so nothing is written (and never --overwrite)
+        return ["export", draw(st.sampled_from([garbage, draw(TEXT)])), *draw(st.sampled_from(
+            [[], ["--nwb"], ["--nwb", draw(TEXT)]]))]
     if command == "ledger":  # never the project's own studies or docs
         return ["ledger", "--studies", "no/such/folder", "--out", draw(TEXT)]
     return [command, *draw(st.lists(TEXT, max_size=2))]
@@ -109,12 +113,13 @@ def test_any_arguments_end_in_an_exit_status_not_a_traceback(data, garbage_study
     assert code in (0, 1, 2), (args, code)
     err = capsys.readouterr().err
     assert "Traceback" not in err, (args, err)
-    if code == 2 and args[0] in ("run", "report", "verify", "compare", "ledger"):
+    if code == 2 and args[0] in ("run", "report", "verify", "compare", "ledger", "export"):
         assert err.strip(), args  # a user mistake is said
 
 
 @pytest.mark.parametrize("args", [["run", "\x00"], ["run", "studies/quickstart.toml", "--out", "a\x00b"],
-                                  ["report", "\x00"], ["verify", "x\x00"], ["data", "list", "--data-dir", "\x00"]])
+                                  ["report", "\x00"], ["verify", "x\x00"], ["data", "list", "--data-dir", "\x00"],
+                                  ["export", "run.h5", "--nwb", "a\x00.nwb"]])
 def test_a_file_name_with_a_nul_character_is_a_usage_error(args, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args)

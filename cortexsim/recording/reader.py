@@ -259,7 +259,7 @@ def _open_h5(path: Path) -> h5py.File:
             # A writer killed in SWMR mode leaves "open for write" flags (HDF5 suggests
             # h5clear) and a live one holds a lock; SWMR read mode accepts both.
             return h5py.File(path, "r", libver="latest", swmr=True)
-        except OSError:
+        except (OSError, RuntimeError):  # HDF5 reports some damaged headers as RuntimeError
             raise _unreadable(path, first) from first
 
 
