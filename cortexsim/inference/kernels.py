@@ -43,6 +43,7 @@ KERNELS = ("auto", "numba", "numpy")
 # Activations whose derivative the compiled pass forms itself (GELU's needs a tanh).
 _COMPILED_DERIVATIVES = ("linear", "tanh", "sigmoid", "relu")
 _choice = os.environ.get("CORTEXSIM_KERNELS", "auto")
+PARALLEL_ABOVE = 1 << 17  # elements from which a pass is split over threads
 
 
 def use(name: str) -> None:
@@ -92,7 +93,7 @@ def errors(be: Backend, activation: Activation, a: Any, pred: Any, mu: Any, prec
     and ``g = eps * f'(a)``; returns ``(|eps|^2, g)``, ``g`` being the ``eps`` array
     itself for a linear area. ``scratch`` (like ``a``) may be overwritten."""
     if activation.name in _COMPILED_DERIVATIVES and _compiled(be, a, pred, mu, eps, g):
-        squares = _numba()["errors"][activation.name](a, pred, mu, _scalar(a, precision), eps, g)
+        squares = _pass(f"errors.{activation.name}", a)(a, pred, mu, _scalar(a, precision), eps, g)
         return squares, (eps if activation.is_linear else g)
     e = be.subtract(mu, pred, out=eps)
     if precision != 1.0:
@@ -104,7 +105,7 @@ def errors(be: Backend, activation: Activation, a: Any, pred: Any, mu: Any, prec
 def descend(be: Backend, mu: Any, d: Any, eps: Any, step_size: float) -> None:
     """The Euler step of a latent area, ``mu += s (d - eps)``; ``d`` is overwritten."""
     if _compiled(be, mu, d, eps):
-        _numba()["descend"](mu, d, eps, _scalar(mu, step_size))
+        _pass("descend", mu)(mu, d, eps, _scalar(mu, step_size))
         return
     d -= eps
     d *= step_size
@@ -117,7 +118,7 @@ def gram_step(be: Backend, u: Any, G: Any, S: Any, g: Any, c: float, inv_precisi
     values before the step, then ``u <- c u + G``, ``S <- c S + g`` and
     ``a <- u * inv_precision + a_sweep`` (area 2's next pre-activation)."""
     if _compiled(be, u, G, S, g, a_sweep, a):
-        return _numba()["gram_step"](u, G, S, g, _scalar(u, c), _scalar(u, inv_precision), a_sweep, a)
+        return _pass("gram_step", u)(u, G, S, g, _scalar(u, c), _scalar(u, inv_precision), a_sweep, a)
     ug, Gg = be.inner(u, g), be.inner(G, g)
     u *= c
     u += G
@@ -130,21 +131,28 @@ def gram_step(be: Backend, u: Any, G: Any, S: Any, g: Any, c: float, inv_precisi
 
 @cache
 def _numba() -> dict[str, Any]:
-    """Compile the passes (once per process; Numba caches the machine code on disk)."""
+    """Compile the passes (once per process; Numba caches the machine code on disk).
+
+    Each pass comes twice: one loop on the calling thread, and one split over
+    Numba's threads, which pays from about 2^17 elements (``PARALLEL_ABOVE``):
+    on two cores the split took 5.6 us against 5.0 for the Euler step of a
+    128 x 256 area, and 79 us against 151 for a 1024 x 1024 one."""
     import numba
 
     # contract: fused multiply-adds; reassoc: vectorized sums. Both change
     # results only by rounding.
-    jit = numba.njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True, nogil=True)
+    options = {"fastmath": {"contract", "reassoc"}, "error_model": "numpy", "cache": True, "nogil": True}
+    serial = numba.njit(**options)
+    split = numba.njit(parallel=True, **options)
+    prange = numba.prange
 
     def errors_pass(derivative):
         """The errors pass of one activation, its derivative inlined (a branch-free loop)."""
 
-        @jit
         def errors(a, pred, mu, precision, eps, g):  # pragma: no cover - compiled
             a, pred, mu, eps, g = a.ravel(), pred.ravel(), mu.ravel(), eps.ravel(), g.ravel()
             total = 0.0
-            for i in range(a.shape[0]):
+            for i in prange(a.shape[0]):
                 e = precision * (mu[i] - pred[i])
                 eps[i] = e
                 total += e * e
@@ -153,36 +161,25 @@ def _numba() -> dict[str, Any]:
 
         return errors
 
-    @jit
     def linear_errors(a, pred, mu, precision, eps, g):  # pragma: no cover - compiled
         pred, mu, eps = pred.ravel(), mu.ravel(), eps.ravel()
         total = 0.0
-        for i in range(pred.shape[0]):
+        for i in prange(pred.shape[0]):
             e = precision * (mu[i] - pred[i])
             eps[i] = e
             total += e * e
         return total
 
-    inline = numba.njit(inline="always")
-    derivatives = {
-        "tanh": inline(lambda a, p: 1 - p * p),
-        "sigmoid": inline(lambda a, p: p * (1 - p)),
-        "relu": inline(lambda a, p: (p - p + 1) if a > 0 else (p - p)),  # 1 or 0 in the dtype
-    }
-    errors = {"linear": linear_errors} | {name: errors_pass(d) for name, d in derivatives.items()}
-
-    @jit
     def descend_pass(mu, d, eps, step_size):  # pragma: no cover - compiled
         mu, d, eps = mu.ravel(), d.ravel(), eps.ravel()
-        for i in range(mu.shape[0]):
+        for i in prange(mu.shape[0]):
             mu[i] += step_size * (d[i] - eps[i])
 
-    @jit
     def gram_pass(u, G, S, g, c, inv_precision, a_sweep, a):  # pragma: no cover - compiled
         u, G, S, g, a_sweep, a = u.ravel(), G.ravel(), S.ravel(), g.ravel(), a_sweep.ravel(), a.ravel()
         ug = 0.0
         Gg = 0.0
-        for i in range(u.shape[0]):
+        for i in prange(u.shape[0]):
             gi = g[i]
             ui = u[i]
             Gi = G[i]
@@ -194,4 +191,17 @@ def _numba() -> dict[str, Any]:
             a[i] = ui * inv_precision + a_sweep[i]
         return ug, Gg
 
-    return {"errors": errors, "descend": descend_pass, "gram_step": gram_pass}
+    inline = numba.njit(inline="always")
+    derivatives = {
+        "tanh": inline(lambda a, p: 1 - p * p),
+        "sigmoid": inline(lambda a, p: p * (1 - p)),
+        "relu": inline(lambda a, p: (p - p + 1) if a > 0 else (p - p)),  # 1 or 0 in the dtype
+    }
+    passes = {"errors.linear": linear_errors, "descend": descend_pass, "gram_step": gram_pass}
+    passes |= {f"errors.{name}": errors_pass(d) for name, d in derivatives.items()}
+    return {name: (serial(f), split(f)) for name, f in passes.items()}
+
+
+def _pass(name: str, like: Any) -> Any:
+    """The compiled pass ``name``, split over threads for arrays of ``PARALLEL_ABOVE`` elements or more."""
+    return _numba()[name][like.size >= PARALLEL_ABOVE]

@@ -16,8 +16,11 @@ from cortexsim.model.nonlinear import ACTIVATIONS
 numba = pytest.importorskip("numba")
 
 
-@pytest.fixture
-def restore():
+@pytest.fixture(params=["serial", "split"])
+def restore(request, monkeypatch):
+    """Each comparison with the compiled passes on one thread and split over threads."""
+    if request.param == "split":
+        monkeypatch.setattr(kernels, "PARALLEL_ABOVE", 0)
     yield
     kernels.use("auto")
 
