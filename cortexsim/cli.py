@@ -96,6 +96,28 @@ def _progress(quiet: bool) -> Any:
     return attach
 
 
+def _finished(quiet: bool) -> Any:
+    """A line per run as it ends on Dask, where the bars of the workers' runs cannot be shown."""
+    if quiet:
+        return None
+
+    def say(entry: dict[str, Any], done: int, total: int) -> None:
+        resumed = entry.get("resumed_at")
+        where = "" if not resumed else f", resumed at epoch {resumed['epoch']} batch {resumed['batch']}"
+        error = f": {entry['error']}" if entry.get("error") else ""
+        print(f"[{done}/{total}] {entry['label']} seed {entry['seed']} {entry['status']}{where}{error}",
+              file=sys.stderr, flush=True)
+
+    return say
+
+
+def _address(text: str) -> str:
+    """A Dask scheduler's address (``--scheduler``), e.g. tcp://10.0.0.5:8786."""
+    if not text.strip() or any(c.isspace() or c == "\x00" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a scheduler address, e.g. tcp://HOST:8786")
+    return text
+
+
 def _seeds(text: str) -> list[int]:
     """``--seeds 0,1,2``: comma-separated whole numbers >= 0, each once."""
     parts = [part.strip() for part in text.split(",")]
@@ -132,11 +154,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
                           overwrite=args.overwrite, data_dir=args.data_dir,
-                          progress=_progress(args.quiet), workers=args.workers)
+                          progress=_progress(args.quiet), workers=args.workers,
+                          scheduler=args.scheduler, finished=_finished(args.quiet))
     except KeyboardInterrupt:
         sets = "".join(f" --set {shlex.quote(a)}" for a in args.set)
+        where = "" if args.scheduler is None else f" --scheduler {args.scheduler}"
         print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
-              f"  cortexsim run {args.study}{sets} --out {out} --resume", file=sys.stderr)
+              f"  cortexsim run {args.study}{sets} --out {out}{where} --resume", file=sys.stderr)
+        if args.scheduler is not None:
+            print("runs that had started go on on the workers until they end (Dask cannot stop a "
+                  "running task): let them finish before you continue", file=sys.stderr)
         return 130
     failed = [r for r in index["runs"] if r.get("status") != "complete"]
     if plan.report:
@@ -258,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run.add_argument("--workers", type=_positive, default=1,
                      help="runs at a time, on a Dask LocalCluster when above 1 (cortexsim[dist])")
+    run.add_argument("--scheduler", type=_address, metavar="ADDRESS",
+                     help="send the runs to the running Dask scheduler at ADDRESS (tcp://HOST:8786) "
+                          "instead of a LocalCluster; its workers must share the output folder")
     verify = commands.add_parser(
         "verify", help="check every file of a study folder, say each run's state, clear killed files' write flags")
     verify.add_argument("run_dir", type=_path)

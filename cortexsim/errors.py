@@ -14,6 +14,7 @@ __all__ = [
     "FormatError",
     "DivergenceError",
     "StorageError",
+    "ClusterError",
     "RecoveryWarning",
     "did_you_mean",
 ]
@@ -46,6 +47,11 @@ class DivergenceError(CortexsimError, FloatingPointError):
 class StorageError(CortexsimError, OSError):
     """A file could not be written (a full disk, a lost mount); what was saved
     before is intact, and the message says where."""
+
+
+class ClusterError(CortexsimError, ConnectionError):
+    """A Dask scheduler cannot be reached at the address given, or its workers
+    cannot do a study's runs (no workers, no shared output folder)."""
 
 
 class RecoveryWarning(UserWarning):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from ..errors import ConfigurationError, CortexsimError, DivergenceError
 from ..experiments import EXPERIMENTS, save_result
 from ..optim import make_optimizer, make_schedule
 from ..recording import partial_path
+from ..sim.checkpoint import previous_checkpoint
 from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
 from ..sim.simulator import Simulator
@@ -137,28 +137,40 @@ def _run_single_threaded(*args: Any) -> dict[str, Any]:
 
 def _run_in_parallel(
     plan: StudyPlan, out: Path, jobs: list[tuple[RunSpec, int]], index: dict[str, Any],
-    workers: int, backend: str, resume: bool, data_dir: str | None,
+    workers: int, scheduler: str | None, backend: str, data_dir: str | None,
+    finished: Callable[[dict[str, Any], int, int], Any] | None,
 ) -> None:
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise ConfigurationError(
-            "workers: running studies in parallel needs Dask: pip install 'cortexsim[dist]'"
-        ) from None
-    # silence_logs: the workers' own logging stays quiet (a worker whose heartbeat
-    # races the scheduler's shutdown logs a traceback that is not a fault); a run
-    # that fails raises through future.result(), a worker that dies as KilledWorker.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster) as client:
-        futures = {
-            client.submit(_run_single_threaded, plan, out, spec, seed, backend, resume, data_dir,
-                          pure=False): i
-            for i, (spec, seed) in enumerate(jobs)
-        }
-        for future in as_completed(futures):
-            index["runs"][futures[future]].update(future.result())
-            _write_index(out, index)
+    from .cluster import check_workers, dask_client, run_on_cluster
+
+    # The workers resolve the paths, maybe on other hosts: give them absolute ones,
+    # and the data folder this process would use.
+    out = out.resolve()
+    data_dir = data_dir or plan.data["data_dir"] or os.environ.get("CORTEXSIM_DATA") or None
+    data_dir = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    count = 0
+
+    def done(i: int, entry: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        index["runs"][i].update(entry)
+        _write_index(out, index)
+        if finished is not None:
+            finished(index["runs"][i], count, len(jobs))
+
+    with dask_client(workers, scheduler) as client:
+        if scheduler is not None:
+            check_workers(client, out, scheduler)
+        run_on_cluster(client, plan, out, jobs, backend, data_dir, done)
+
+
+def _clear_run(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -> None:
+    """Delete what an earlier run of (spec, seed) left in ``out`` (``--overwrite``
+    on Dask), so a retried attempt resumes from its own checkpoint only."""
+    recording = out / spec.label / f"seed{seed}.h5"
+    checkpoint = checkpoint_path(recording)
+    for path in (recording, partial_path(recording), checkpoint, previous_checkpoint(checkpoint),
+                 *(_experiment_path(out, spec, seed, kind) for kind, _ in plan.experiments)):
+        path.unlink(missing_ok=True)
 
 
 def run_study(
@@ -172,6 +184,8 @@ def run_study(
     data_dir: str | None = None,
     progress: Callable[[str, Scheduler], Any] | None = None,
     workers: int = 1,
+    scheduler: str | None = None,
+    finished: Callable[[dict[str, Any], int, int], Any] | None = None,
 ) -> dict[str, Any]:
     """Run every rule x seed of ``plan``; returns the index written to ``OUT/study.json``.
 
@@ -193,17 +207,35 @@ def run_study(
         Runs at a time. Above 1 the runs go to a Dask ``LocalCluster`` of that
         many single-threaded worker processes (``pip install
         'cortexsim[dist]'``); each run still writes its own recording.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://HOST:8786``) to send the
+        runs to instead; its workers must see ``out`` under the same path.
+        Exclusive with ``workers`` above 1.
+    finished : callable, optional
+        ``finished(entry, done, total)`` as each run ends on Dask (``workers``
+        above 1 or ``scheduler``), where ``progress`` cannot follow the runs.
+
+    On Dask a run whose worker dies is run again on another worker and
+    continues from its last checkpoint, with or without ``resume``.
     """
     workers = check_int(workers, "workers", minimum=1)
+    if scheduler is not None and workers > 1:
+        raise ConfigurationError(
+            f"workers: {workers} asks for a LocalCluster, but the runs go to the scheduler at "
+            f"{scheduler}; give one of --workers and --scheduler"
+        )
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise ConfigurationError(f"scheduler: expected an address like tcp://HOST:8786, got {scheduler!r}")
     out = Path(out if out is not None else plan.out)
     with study_lock(out):
-        return _run_study(plan, out, seeds, backend, resume, overwrite, data_dir, progress, workers)
+        return _run_study(plan, out, seeds, backend, resume, overwrite, data_dir, progress, workers,
+                          scheduler, finished)
 
 
 def _run_study(
     plan: StudyPlan, out: Path, seeds: Sequence[int] | None, backend: str | None, resume: bool,
     overwrite: bool, data_dir: str | None, progress: Callable[[str, Scheduler], Any] | None,
-    workers: int,
+    workers: int, scheduler: str | None, finished: Callable[[dict[str, Any], int, int], Any] | None,
 ) -> dict[str, Any]:
     seeds = tuple(plan.seeds if seeds is None else seeds)
     if not (resume or overwrite):
@@ -233,8 +265,14 @@ def _run_study(
             "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": spec.supervised,
             "recording": str(recording.relative_to(out)), "status": "pending",
         })
-    if workers > 1:
-        _run_in_parallel(plan, out, jobs, index, workers, backend, resume, data_dir)
+    if workers > 1 or scheduler is not None:
+        # Every run goes with resume on, so that a retried one continues from its
+        # checkpoint: safe, as nothing of a fresh study exists (checked above) and
+        # --overwrite deletes the old runs now rather than as each new one completes.
+        if overwrite and not resume:
+            for spec, seed in jobs:
+                _clear_run(plan, out, spec, seed)
+        _run_in_parallel(plan, out, jobs, index, workers, scheduler, backend, data_dir, finished)
         return index
     for (spec, seed), entry in zip(jobs, index["runs"]):
         try:
