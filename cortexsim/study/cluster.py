@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import ClusterError, ConfigurationError
+from ..errors import ClusterError, ConfigurationError, CortexsimError
 from .plan import RunSpec, StudyPlan
 
 __all__ = ["dask_client", "check_workers", "run_on_cluster", "CONNECT_TIMEOUT", "RETRIES"]
@@ -133,7 +133,10 @@ def _run_attempt(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: 
     def note(title: str, scheduler: Any) -> None:
         start.update(epoch=scheduler.epoch, batch=scheduler.batch, step=scheduler.step)
 
-    entry = _run_single_threaded(plan, out, spec, seed, backend, True, data_dir, note)
+    try:
+        entry = _run_single_threaded(plan, out, spec, seed, backend, True, data_dir, note)
+    except CortexsimError as exc:  # a mistake (a missing dataset) fails again: not one to retry
+        return {"raise": exc}
     if start.get("step"):
         entry["resumed_at"] = start
     return entry
@@ -157,6 +160,8 @@ def run_on_cluster(
         i = futures[future]
         try:
             entry = future.result()
+            if "raise" in entry:
+                raise entry["raise"]
         except distributed.KilledWorker as exc:
             spec, seed = jobs[i]
             entry = {"status": "failed",
