@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import ClusterError, ConfigurationError, CortexsimError
+from ..errors import ClusterError, ConfigurationError
 from .plan import RunSpec, StudyPlan
 
 __all__ = ["dask_client", "check_workers", "run_on_cluster", "CONNECT_TIMEOUT", "RETRIES"]
@@ -122,37 +122,22 @@ def check_workers(client: Any, out: Path, scheduler: str) -> None:
                            f"this one ({__version__}); the runs would not be reproducible")
 
 
-def _run_attempt(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: str,
-                 data_dir: str | None) -> dict[str, Any]:
-    """One attempt at a run on a worker, resuming from its checkpoint if an
-    earlier attempt left one; the entry says where it started (``resumed_at``)."""
-    from .runner import _run_single_threaded
-
-    start: dict[str, Any] = {}
-
-    def note(title: str, scheduler: Any) -> None:
-        start.update(epoch=scheduler.epoch, batch=scheduler.batch, step=scheduler.step)
-
-    try:
-        entry = _run_single_threaded(plan, out, spec, seed, backend, True, data_dir, note)
-    except CortexsimError as exc:  # a mistake (a missing dataset) fails again: not one to retry
-        return {"raise": exc}
-    if start.get("step"):
-        entry["resumed_at"] = start
-    return entry
-
-
 def run_on_cluster(
-    client: Any, plan: StudyPlan, out: Path, jobs: Sequence[tuple[RunSpec, int]], backend: str,
-    data_dir: str | None, done: Callable[[int, dict[str, Any]], Any],
+    client: Any, attempt: Callable[..., dict[str, Any]], plan: StudyPlan, out: Path,
+    jobs: Sequence[tuple[RunSpec, int]], backend: str, data_dir: str | None,
+    done: Callable[[int, dict[str, Any]], Any],
 ) -> None:
-    """Send every (spec, seed) of ``jobs`` to ``client``; ``done(i, entry)`` as each finishes.
+    """Send ``attempt(plan, out, spec, seed, backend, data_dir)`` for every (spec,
+    seed) of ``jobs`` to ``client``; ``done(i, entry)`` as each finishes.
 
-    ``out`` and ``data_dir`` must be absolute: the workers resolve them, not this process.
+    ``attempt`` resumes from a checkpoint when one exists and returns the run's
+    index entry, or ``{"raise": error}`` for a ``CortexsimError`` that is raised
+    here rather than retried. ``out`` and ``data_dir`` must be absolute: the
+    workers resolve them, not this process.
     """
     distributed = _dask("workers")
     futures = {
-        client.submit(_run_attempt, plan, out, spec, seed, backend, data_dir, pure=False,
+        client.submit(attempt, plan, out, spec, seed, backend, data_dir, pure=False,
                       retries=RETRIES, key=f"{spec.label}-seed{seed}-{uuid.uuid4().hex[:8]}"): i
         for i, (spec, seed) in enumerate(jobs)
     }

@@ -135,6 +135,24 @@ def _run_single_threaded(*args: Any) -> dict[str, Any]:
         return run_one(*args)
 
 
+def _run_attempt(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: str,
+                 data_dir: str | None) -> dict[str, Any]:
+    """One attempt at a run on a worker, resuming from its checkpoint if an
+    earlier attempt left one; the entry says where it started (``resumed_at``)."""
+    start: dict[str, Any] = {}
+
+    def note(title: str, scheduler: Any) -> None:
+        start.update(epoch=scheduler.epoch, batch=scheduler.batch, step=scheduler.step)
+
+    try:
+        entry = _run_single_threaded(plan, out, spec, seed, backend, True, data_dir, note)
+    except CortexsimError as exc:  # a mistake (a missing dataset) fails again: not one to retry
+        return {"raise": exc}
+    if start.get("step"):
+        entry["resumed_at"] = start
+    return entry
+
+
 def _run_in_parallel(
     plan: StudyPlan, out: Path, jobs: list[tuple[RunSpec, int]], index: dict[str, Any],
     workers: int, scheduler: str | None, backend: str, data_dir: str | None,
@@ -160,7 +178,7 @@ def _run_in_parallel(
     with dask_client(workers, scheduler) as client:
         if scheduler is not None:
             check_workers(client, out, scheduler)
-        run_on_cluster(client, plan, out, jobs, backend, data_dir, done)
+        run_on_cluster(client, _run_attempt, plan, out, jobs, backend, data_dir, done)
 
 
 def _clear_run(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -> None:
