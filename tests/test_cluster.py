@@ -154,3 +154,29 @@ def test_workers_and_scheduler_exclude_each_other(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--workers" in err and "--scheduler" in err
     assert not (tmp_path / "out").exists()
+
+
+class _Workers:
+    """Stands in for a Client whose workers answer ``client.run`` with ``facts``."""
+
+    def __init__(self, facts):
+        self.facts = facts
+
+    def run(self, function, probe):
+        return {address: dict(fact) for address, fact in self.facts.items()}
+
+
+def test_workers_that_cannot_see_the_folder_or_run_another_version_are_named(tmp_path):
+    from cortexsim import __version__
+    from cortexsim.errors import ClusterError
+    from cortexsim.study.cluster import check_workers
+
+    good = {"version": __version__, "host": "a", "sees": True}
+    check_workers(_Workers({"tcp://a:1": good}), tmp_path, "tcp://s:8786")
+    blind = {"tcp://a:1": good, "tcp://b:2": {**good, "host": "b", "sees": False}}
+    with pytest.raises(ClusterError, match=r"tcp://b:2 \(b\) cannot see the output folder .*same path"):
+        check_workers(_Workers(blind), tmp_path, "tcp://s:8786")
+    older = {"tcp://a:1": {**good, "version": "0.0.1"}}
+    with pytest.raises(ClusterError, match=r"tcp://a:1 \(0\.0\.1\) run another cortexsim"):
+        check_workers(_Workers(older), tmp_path, "tcp://s:8786")
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
