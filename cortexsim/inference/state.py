@@ -55,6 +55,10 @@ class State:
         Relaxation steps taken.
     converged : bool or None
         Whether the energy change fell below the tolerance (None without one).
+    evaluations : int or None
+        Energy-gradient evaluations made; None where it equals ``steps``
+        (Euler). The Heun and adaptive solvers (``solvers.py``) make more
+        than one per step.
     predictions : list of arrays or None
         Discriminative mode: each area's prediction from the area below at
         the final step (``predictions[0]`` is None).
@@ -89,6 +93,7 @@ class State:
     energy: Any = None
     steps: int = 0
     converged: bool | None = None
+    evaluations: int | None = None
     predictions: list[Any] | None = None
     target: Any = None
     producer: Any = None
