@@ -97,6 +97,8 @@ def test_quickstart_is_a_valid_plan():
         ('rule = "backprop"', 'rule = "wake_sleep"', r"rules\[1\]\.rule: 'wake_sleep' learns without labels"),
         ("steps = 5", "steps = -1", r"rules\[0\]\.inference\.steps: expected a whole number >= 0, got -1"),
         ("steps = 5", "stepz = 5", r"rules\[0\]\.inference\.stepz: unknown key.*\(did you mean 'steps'\?\)"),
+        ("steps = 5", 'steps = 5\nsolver = "rk4"', r"rules\[0\]\.inference\.solver: unknown value 'rk4'; allowed: euler, heun, adaptive"),
+        ("steps = 5", "steps = 5\nrtol = 0", r"rules\[0\]\.inference\.rtol: must be > 0, got 0"),
         ('label = "pc"', 'label = "backprop"', r"rules\[1\]\.label: 'backprop' is used twice"),
         ('target = "all"', 'target = "hiden"', r"probes\[0\]\.target: unknown value 'hiden'.*\(did you mean 'hidden'\?\)"),
         ('quantity = "energy"', 'quantity = "enrgy"', r"probes\[1\]\.quantity: unknown value 'enrgy'"),
@@ -450,3 +452,10 @@ def test_the_vae_mnist_study_is_a_valid_plan():
     assert [r.rule for r in plan.rules] == ["elbo", "elbo", "reweighted_wake_sleep", "reweighted_wake_sleep"]
     assert plan.data["binarize"] == "dynamic"
     assert plan.model.sizes == (784, 200, 200, 50) and plan.model.areas[-1].stochastic
+
+
+def test_the_relaxation_solver_is_a_study_key(tmp_path):
+    path = write(tmp_path, TINY.replace("steps = 5", 'steps = 5\nsolver = "adaptive"\nrtol = 1e-4', 1))
+    plan = load_study(path)
+    inference = plan.rules[0].settings["inference"]
+    assert inference["solver"] == "adaptive" and inference["rtol"] == 1e-4

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..optim import OPTIMIZERS, SCHEDULES, make_schedule
 from .overrides import apply_override
 from ..sim.probes import Probe
 from ..files import read_toml
+from ..inference import Relaxation
 from ..report.options import REPORT_OPTIONS, report_options
 from ..rules import RULES, Capabilities, Rule, make_rule
 from ..model.spec import HierarchySpec
@@ -212,8 +213,7 @@ def _rule(table: Any, index: int, optimizer: Mapping[str, Any]) -> RunSpec:
         if "mode" in settings:
             check_choice(settings["mode"], ("discriminative", "generative"), "mode")
         if "inference" in settings:
-            check_keys(settings["inference"],
-                       ("steps", "step_size", "tolerance", "init", "fixed_prediction"), "inference")
+            check_keys(settings["inference"], tuple(f.name for f in fields(Relaxation)), "inference")
             settings["inference"] = dict(settings["inference"])
         rule_optimizer = _optimizer(table.get("optimizer", {}), "optimizer", optimizer)
         try:
