@@ -7,6 +7,8 @@ file and the key path (``rules[1].inference.steps``).
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -18,6 +20,7 @@ from ..errors import ConfigurationError
 from ..experiments import EXPERIMENTS, settings_of
 from ..optim import OPTIMIZERS, SCHEDULES, make_schedule
 from .overrides import apply_override
+from .sweep import Sweep, override_of, read_sweep
 from ..sim.probes import Probe
 from ..files import read_toml
 from ..inference import Relaxation
@@ -33,7 +36,7 @@ __all__ = ["DATASETS", "RunSpec", "StudyPlan", "load_study"]
 DATASETS = ("digits", "mnist", "fashion-mnist", "shapes", "dsprites", "patches")
 LAYOUT_KEYS = ("height", "width", "modules", "offset", "window", "filter")
 _SECTIONS = ("study", "model", "data", "schedule", "optimizer", "rules", "probes", "experiments",
-             "outputs", "claims")
+             "outputs", "claims", "sweep")
 # What a [[claims]] row can read from a study's runs (cortexsim.report.reproductions).
 CLAIM_METRICS = ("test_error", "final_test_error", "log_likelihood", "disentanglement.MIG",
                  "disentanglement.beta_vae", "disentanglement.D", "disentanglement.C",
@@ -81,6 +84,7 @@ class StudyPlan:
     overrides: tuple[str, ...] = ()
     outputs: Mapping[str, Any] = field(default_factory=dict)  # report options of generative studies
     claims: tuple[Mapping[str, Any], ...] = ()  # published numbers the study sets itself against
+    sweep: Sweep | None = None  # [sweep]: settings tuned on other seeds before the runs (study.tuning)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved plan as plain data (stored in study.json and recordings)."""
@@ -102,6 +106,7 @@ class StudyPlan:
             "outputs": {key: dict(value) if isinstance(value, Mapping) else value
                         for key, value in self.outputs.items()},
             "claims": [dict(claim) for claim in self.claims],
+            **({"sweep": self.sweep.to_dict()} if self.sweep is not None else {}),
         }
 
 
@@ -278,7 +283,53 @@ def _same_task(rules: Sequence[RunSpec]) -> None:
             )
 
 
+def _sweep(document: Mapping[str, Any], path: Path, source: str, plan: StudyPlan) -> Sweep:
+    """Read [sweep] and build every point of every rule as a RunSpec, checked
+    like the study file with that value written in; errors name ``sweep.KEY``."""
+    data = _table(document, "data")
+    sweep = read_sweep(document["sweep"], [r.label for r in plan.rules], plan.seeds,
+                       plan.rules[0].supervised, data.get("validation", 0.1))
+    index = {spec.label: i for i, spec in enumerate(plan.rules)}
+    base = {k: v for k, v in document.items() if k != "sweep"}
+    specs: dict[str, tuple[RunSpec, ...]] = {}
+    for label, points in sweep.points.items():
+        built = []
+        for point in points:
+            variant = copy.deepcopy(base)
+            key = ""
+            try:
+                for key, value in point:
+                    apply_override(variant, f"{override_of(key, index)}={_toml(value)}")
+                built.append(_plan(variant, path, source).rules[index[label]])
+            except ConfigurationError as exc:
+                where, _, reason = str(exc).partition(": ")
+                for written, _ in point:  # the key whose value the check refused
+                    if where.startswith(override_of(written, index)):
+                        key = written
+                raise ConfigurationError(f"sweep.{key}: {reason or exc}") from None
+        specs[label] = tuple(built)
+    return replace(sweep, specs=specs)
+
+
+def _toml(value: Any) -> str:
+    """A value as TOML text, for apply_override."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
 def _plan(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
+    plan = _plan_without_sweep(document, path, source)
+    if "sweep" in document:
+        plan = replace(plan, sweep=_sweep(document, path, source, plan))
+    return plan
+
+
+def _plan_without_sweep(document: Mapping[str, Any], path: Path, source: str) -> StudyPlan:
     check_keys(document, _SECTIONS, "study file")
     study = _table(document, "study")
     check_keys(study, ("name", "description", "seeds", "out"), "study")

@@ -25,6 +25,8 @@ from ..sim.simulator import Simulator
 from ..validation import check_int
 from .lock import study_lock
 from .plan import RunSpec, StudyPlan
+from .sweep import check_held_out
+from .tuning import run_sweep
 
 __all__ = ["run_study", "INDEX"]
 
@@ -256,6 +258,15 @@ def _run_study(
     workers: int, scheduler: str | None, finished: Callable[[dict[str, Any], int, int], Any] | None,
 ) -> dict[str, Any]:
     seeds = tuple(plan.seeds if seeds is None else seeds)
+    if plan.sweep is not None:  # tune each rule on its own seeds first; its best setting runs below
+        check_held_out(seeds, plan.sweep.tuning_seeds)
+
+        def run_point(point_plan: StudyPlan, folder: Path, tuning: Sequence[int]) -> dict[str, Any]:
+            return run_study(point_plan, folder, seeds=tuning, backend=backend, resume=resume,
+                             overwrite=overwrite, data_dir=data_dir, progress=progress, workers=workers,
+                             scheduler=scheduler, finished=finished)
+
+        plan = run_sweep(plan, out, run_point)
     if not (resume or overwrite):
         for spec in plan.rules:
             for seed in seeds:
