@@ -257,13 +257,17 @@ def _run_study(
     overwrite: bool, data_dir: str | None, progress: Callable[[str, Scheduler], Any] | None,
     workers: int, scheduler: str | None, finished: Callable[[dict[str, Any], int, int], Any] | None,
 ) -> dict[str, Any]:
+    given = seeds is not None
     seeds = tuple(plan.seeds if seeds is None else seeds)
     if plan.sweep is not None:  # tune each rule on its own seeds first; its best setting runs below
-        check_held_out(seeds, plan.sweep.tuning_seeds)
+        check_held_out(seeds, plan.sweep.tuning_seeds, "the seeds given" if given else "study.seeds")
 
         def run_point(point_plan: StudyPlan, folder: Path, tuning: Sequence[int]) -> dict[str, Any]:
+            def titled(title: str, scheduler: Scheduler) -> Any:  # which setting the run tries
+                return progress(f"{title} ({folder.name})", scheduler) if progress is not None else None
+
             return run_study(point_plan, folder, seeds=tuning, backend=backend, resume=resume,
-                             overwrite=overwrite, data_dir=data_dir, progress=progress, workers=workers,
+                             overwrite=overwrite, data_dir=data_dir, progress=titled, workers=workers,
                              scheduler=scheduler, finished=finished)
 
         plan = run_sweep(plan, out, run_point)

@@ -164,11 +164,11 @@ def _applies(key: str, label: str) -> bool:
     return not key.startswith("rules.") or key.split(".")[1] == label
 
 
-def check_held_out(seeds: Sequence[int], tuning: Sequence[int]) -> None:
-    """The final seeds are held out: none of them may be a tuning seed."""
+def check_held_out(seeds: Sequence[int], tuning: Sequence[int], where: str = "study.seeds") -> None:
+    """The final seeds (``where``: study.seeds or --seeds) are held out: none may be a tuning seed."""
     shared = sorted(set(int(s) for s in seeds) & set(int(s) for s in tuning))
     if shared:
-        raise invalid("sweep.tuning_seeds", f"{', '.join(map(str, shared))} also in study.seeds; the final "
+        raise invalid("sweep.tuning_seeds", f"{', '.join(map(str, shared))} also in {where}; the final "
                       f"seeds are held out from tuning, so give the two lists no seed in common")
 
 
