@@ -2,13 +2,13 @@
 measured in one run.
 
 Eight short runs (predictive coding on the bundled digits, 64-64-10 tanh,
-T = 20, 8 epochs: a few seconds each) are run as one study with
+T = 20, 200 epochs: about five seconds each) are run as one study with
 ``--workers 1`` and with ``--workers 2``, alternated ``--repeats`` times; each
 configuration's best wall time counts (the machine's speed drifts over
 minutes). Wall time includes starting the Dask cluster and its worker
 processes (each imports cortexsim), which a longer study amortizes.
 
-    python bench/study_workers.py [--repeats 2] [--runs 8] [--epochs 8]
+    python bench/study_workers.py [--repeats 2] [--runs 8] [--epochs 200]
 
 The last line is machine-readable:
 ``runs_per_hour_1=... runs_per_hour_2=... speedup=...``.
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         study = Path(folder) / "study.toml"
