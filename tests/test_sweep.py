@@ -140,3 +140,16 @@ def test_random_sweep_draws_log_uniform_rates_per_rule_keys(tmp_path):
     assert spec.settings["inference"]["step_size"] == dict(plan.sweep.points["pc"][0])["rules.pc.inference.step_size"]
     with pytest.raises(ConfigurationError, match="held out"):
         run_study(plan, tmp_path / "out", seeds=[10])
+
+
+def test_the_report_says_when_a_choice_sits_at_the_edge_of_the_range():
+    from cortexsim.report.sweep import _at_the_edge
+
+    def row(chosen, values):
+        return {"chosen": {"optimizer.lr": chosen},
+                "points": [{"setting": {"optimizer.lr": v}} for v in values]}
+
+    rules = {"inside": row(1e-2, [1e-3, 1e-2, 1e-1]), "top": row(1e-1, [1e-3, 1e-2, 1e-1]),
+             "bottom": row(1e-3, [1e-3, 1e-2, 1e-1]), "two": row(1e-1, [1e-2, 1e-1])}
+    assert _at_the_edge(rules) == ["top `optimizer.lr` = 0.1 (the highest tried)",
+                                   "bottom `optimizer.lr` = 0.001 (the lowest tried)"]

@@ -25,6 +25,22 @@ def _score(value: Any, metric: str) -> str:
     return f"{100.0 * value:.2f} %" if metric.endswith("accuracy") else f"{value:.4g}"
 
 
+def _at_the_edge(rules: dict[str, Any]) -> list[str]:
+    """``"LABEL `KEY` = V (the highest tried)"`` for every numeric key whose chosen
+    value is the smallest or largest of at least three values swept."""
+    found = []
+    for label, row in rules.items():
+        for key, value in row.get("chosen", {}).items():
+            tried = {p["setting"].get(key) for p in row.get("points", [])}
+            if len(tried) < 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tried):
+                continue
+            if value == max(tried):
+                found.append(f"{label} `{key}` = {_value(value)} (the highest tried)")
+            elif value == min(tried):
+                found.append(f"{label} `{key}` = {_value(value)} (the lowest tried)")
+    return found
+
+
 def sweep_sections(out: Path, folder: Path, name: str) -> list[str]:
     """Markdown lines of the sweep (nothing when the study had none); draws ``sweep.png``."""
     path = out / "sweep.json"
@@ -49,6 +65,10 @@ def sweep_sections(out: Path, folder: Path, name: str) -> list[str]:
         chosen = ", ".join(f"`{k}` = {_value(v)}" for k, v in row.get("chosen", {}).items()) or "—"
         lines.append(f"| {label} | {row.get('rule', '')} | {len(row.get('points', []))} | {chosen} "
                      f"| {_score(row.get('score'), metric)} |")
+    edges = _at_the_edge(rules)
+    if edges:
+        lines += ["", "At the edge of the swept range (a better setting may lie beyond it; widen the "
+                  "range to find out): " + "; ".join(edges) + "."]
     points = {label: [(p["setting"], p["score"]) for p in row.get("points", [])] for label, row in rules.items()}
     points = {label: rows for label, rows in points.items() if rows}
     if points:
