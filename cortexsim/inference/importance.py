@@ -15,15 +15,18 @@ bounded whatever ``k``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..model.hierarchy import Hierarchy
 from ..validation import check_choice, check_int
+from . import recurrent
+from .recurrent import recurrent_areas
 from .variational import LIKELIHOODS, POSTERIORS, forward, log_weights, stochastic_areas
 
-__all__ = ["log_likelihood_estimate"]
+__all__ = ["importance_estimate", "log_likelihood_estimate", "recurrent_log_likelihood"]
 
 
 def log_likelihood_estimate(
@@ -61,13 +64,44 @@ def log_likelihood_estimate(
     numpy.ndarray (N,)
         The estimates, float64.
     """
-    k = check_int(k, "k", minimum=1)
-    rows = check_int(rows, "rows", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     check_choice(likelihood, LIKELIHOODS, "likelihood")
     check_choice(posterior, POSTERIORS, "posterior")
     flags = stochastic_areas(hierarchy)
     be, xp = hierarchy.backend, hierarchy.backend.xp
+
+    def log_w(tiled: Any, rng: np.random.Generator) -> Any:
+        noise = [
+            be.asarray(rng.standard_normal(size=(tiled.shape[0], area.size))) if flag else None
+            for area, flag in zip(hierarchy.areas, flags)
+        ]
+        p = forward(hierarchy, tiled, noise, posterior=posterior, likelihood=likelihood, analytic_kl=False)
+        return log_weights(xp, p)
+
+    return importance_estimate(be, x, k, log_w, seed=seed, rows=rows, batch_size=batch_size)
+
+
+def importance_estimate(
+    be: Any, x: Any, k: int, log_w: Callable[[Any, np.random.Generator], Any], *, seed: int = 0,
+    rows: int = 100_000, batch_size: int = 100,
+) -> np.ndarray:
+    """``L_k(x)`` per datum for any model whose importance log weights ``log_w`` gives.
+
+    Parameters
+    ----------
+    be : Backend
+        Where ``log_w`` computes.
+    x : array (N, n_0)
+        Data, on the host or the backend.
+    log_w : callable
+        ``log_w(tiled, rng)``: ``log p(x, z) - log q(z | x)`` (rows,) for data rows
+        ``tiled`` (count * batch, n_0, replicate-major), its noise drawn from ``rng``.
+    seed, rows, batch_size : int
+        As for :func:`log_likelihood_estimate`.
+    """
+    k = check_int(k, "k", minimum=1)
+    rows = check_int(rows, "rows", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    xp = be.xp
     x = be.asarray(x if isinstance(x, np.ndarray) else be.to_numpy(x))
     rng = np.random.default_rng(seed)
     n = x.shape[0]
@@ -82,15 +116,29 @@ def log_likelihood_estimate(
         for first in range(0, k, chunk):
             count = min(chunk, k - first)
             tiled = data if count == 1 else xp.concat([data] * count, axis=0)
-            noise = [
-                be.asarray(rng.standard_normal(size=(count * batch, area.size))) if flag else None
-                for area, flag in zip(hierarchy.areas, flags)
-            ]
-            p = forward(hierarchy, tiled, noise, posterior=posterior, likelihood=likelihood,
-                        analytic_kl=False)
-            logw = be.to_numpy(log_weights(xp, p)).astype(np.float64).reshape(count, batch)
+            logw = be.to_numpy(log_w(tiled, rng)).astype(np.float64).reshape(count, batch)
             new_peak = np.maximum(peak, logw.max(axis=0))
             total = total * np.exp(peak - new_peak) + np.exp(logw - new_peak).sum(axis=0)
             peak = new_peak
         result[start:stop] = np.log(total) + peak - math.log(k)
     return result
+
+
+def recurrent_log_likelihood(
+    hierarchy: Hierarchy, x: Any, k: int = 5000, *, steps: int, likelihood: str = "bernoulli",
+    prior: str = "standard", seed: int = 0, rows: int = 100_000, batch_size: int = 100,
+) -> np.ndarray:
+    """``L_k(x)`` per datum of the recurrent VAE (``inference/recurrent.py``) run
+    for ``steps`` steps; the other parameters as for :func:`log_likelihood_estimate`.
+    The noise of each chunk is drawn step by step, first step first."""
+    check_choice(likelihood, LIKELIHOODS, "likelihood")
+    steps = check_int(steps, "steps", minimum=1)
+    be, xp = hierarchy.backend, hierarchy.backend.xp
+    size = recurrent_areas(hierarchy)[1].size
+
+    def log_w(tiled: Any, rng: np.random.Generator) -> Any:
+        noise = [be.asarray(rng.standard_normal(size=(tiled.shape[0], size))) for _ in range(steps)]
+        p = recurrent.forward(hierarchy, tiled, noise, likelihood=likelihood, prior=prior, analytic_kl=False)
+        return recurrent.log_weights(xp, p)
+
+    return importance_estimate(be, x, k, log_w, seed=seed, rows=rows, batch_size=batch_size)

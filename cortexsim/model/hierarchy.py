@@ -16,6 +16,7 @@ import numpy as np
 from .area import PARAMETER_NAMES, Area
 from ..backend import Backend, get_backend
 from ..errors import ConfigurationError, did_you_mean
+from .recurrent import above_recurrent_shapes, initial_recurrent, recurrent_shapes
 from .spec import HierarchySpec
 from ..validation import check_int
 from .wiring import project_gradient, structure_initial
@@ -58,6 +59,12 @@ def initial_parameters(spec: HierarchySpec, seed: int) -> list[dict[str, np.ndar
         # start at zero: every Gaussian starts at unit variance whatever the scale of
         # its input (random heads on raw data start at variances like exp(+-30)), and
         # no draw is taken, so the other weights equal those of a deterministic stack.
+        if spec.areas[index].cell is not None:  # its own shapes (model/recurrent.py)
+            area = initial_recurrent(recurrent_shapes(spec.areas[index], below),
+                                     lambda i, o: _draw(rng, spec, i, o))
+        elif spec.areas[index - 1].cell is not None:
+            shapes = above_recurrent_shapes(size, spec.areas[index - 1])
+            area["W_fb"], area["b_fb"] = _draw(rng, spec, *shapes["W_fb"]), np.zeros(shapes["b_fb"])
         if spec.areas[index].stochastic:
             area["W_ff_logvar"], area["b_ff_logvar"] = np.zeros((below, size)), np.zeros(size)
         if index >= 2 and spec.areas[index - 1].stochastic:
@@ -74,6 +81,8 @@ def parameter_keys(spec: HierarchySpec) -> list[ParameterKey]:
     for index in range(1, len(spec.areas)):
         area = spec.areas[index]
         names = ["W_ff", "b_ff", "W_fb", "b_fb"]
+        if area.cell is not None:
+            names = list(recurrent_shapes(area, spec.areas[index - 1].size))
         if area.stochastic:
             names += ["W_ff_logvar", "b_ff_logvar"]
         if index >= 2 and spec.areas[index - 1].stochastic:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..files import read_toml
+from .cells import get_cell
 from .nonlinear import get_activation
 from .priors import Prior
 from ..validation import check_choice, check_int, check_keys, check_number
@@ -61,6 +62,15 @@ class AreaSpec:
         ``cortexsim.model.wiring``). 1 (default): fully connected.
     shared : bool
         With ``modules > 1``: every module uses the same weights and biases.
+    cell : str or None
+        ``"lstm"`` or ``"gru"``: a recurrent area (``model/cells.py``) whose
+        recognition path is an encoder cell and generative path a decoder cell,
+        run for several steps by the recurrent VAE (``inference/recurrent.py``,
+        docs/math.md, "Recurrent areas"). None (default): a feedforward area.
+    read, write : int
+        With a ``cell`` on area 1: DRAW's Gaussian attention (``model/attention.py``),
+        an ``N x N`` read glimpse and written patch of the square image below
+        (``N >= 2``); 0 (default) reads and writes the whole image.
     """
 
     name: str
@@ -72,9 +82,12 @@ class AreaSpec:
     stochastic: bool = False
     modules: int = 1
     shared: bool = False
+    cell: str | None = None
+    read: int = 0
+    write: int = 0
 
     KEYS = ("name", "size", "activation", "feedback_activation", "precision", "prior", "stochastic",
-            "modules", "shared")
+            "modules", "shared", "cell", "read", "write")
 
     def validate(self, where: str) -> None:
         """Raise ``ConfigurationError`` naming ``where`` if a field is invalid."""
@@ -98,6 +111,19 @@ class AreaSpec:
             raise ConfigurationError(f"{where}.shared: expected true or false, got {self.shared!r}")
         if self.prior is not None:
             self.prior.validate(f"{where}.prior")
+        if self.cell is not None:
+            get_cell(self.cell, f"{where}.cell")
+            if self.stochastic or self.modules > 1:
+                key = "stochastic" if self.stochastic else "modules"
+                raise ConfigurationError(f"{where}.{key}: a recurrent area (cell = {self.cell!r}) is "
+                                         f"deterministic and fully connected")
+        for key in ("read", "write"):
+            size = check_int(getattr(self, key), f"{where}.{key}", minimum=0)
+            if size and self.cell is None:
+                raise ConfigurationError(f"{where}.{key}: attention belongs to a recurrent area; "
+                                         f"set cell = 'lstm' or 'gru' on it")
+            if size == 1:
+                raise ConfigurationError(f"{where}.{key}: a glimpse needs N >= 2 (0: the whole image)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "area") -> AreaSpec:
@@ -169,6 +195,15 @@ class HierarchySpec:
                     f"of areas[{seen[area.name]}]; area names must be unique"
                 )
             seen[area.name] = index
+            if index == 0 and area.cell is not None:
+                raise ConfigurationError(f"{where}.areas[0].cell: area 0 is the data; it has no cell")
+            if area.read or area.write:
+                side = round(self.areas[0].size ** 0.5)
+                if index != 1 or side * side != self.areas[0].size:
+                    key = "read" if area.read else "write"
+                    raise ConfigurationError(
+                        f"{where}.areas[{index}].{key}: attention reads and writes a square image "
+                        f"in area 0 from area 1; here area {index} over {self.areas[0].size} pixels")
             if area.modules > 1 and (index == 0 or self.areas[index - 1].size % area.modules):
                 below = "there is no area below area 0" if index == 0 else (
                     f"the {self.areas[index - 1].size} units below cannot be split into {area.modules} blocks")
@@ -243,5 +278,8 @@ class HierarchySpec:
                 del area["prior"]
             if not area["stochastic"]:
                 del area["stochastic"]
+            for key, default in (("cell", None), ("read", 0), ("write", 0)):
+                if area[key] == default:
+                    del area[key]
         return data
 

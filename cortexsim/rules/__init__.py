@@ -19,8 +19,9 @@ from .reweighted_wake_sleep import ReweightedWakeSleep
 from .generative_target_prop import GenerativeTargetProp
 from .generative_dtp import GenerativeDTP
 from .generative_hybrid import GenerativeHybrid
+from .draw import RecurrentELBO
 
 __all__ = ["Rule", "Capabilities", "register", "Backprop", "PredictiveCoding", "FeedbackAlignment",
            "DirectFeedbackAlignment", "TargetProp", "DifferenceTargetProp", "DDTPLinear", "WakeSleep",
            "ELBO", "ReweightedWakeSleep", "GenerativeTargetProp",
-           "GenerativeDTP", "GenerativeHybrid", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
+           "GenerativeDTP", "GenerativeHybrid", "RecurrentELBO", "RULES", "make_rule", "Gradients", "hebbian_gradients"]
