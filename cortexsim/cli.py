@@ -145,20 +145,24 @@ def _path(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .study.runner import run_study
+    from .study.batch_system import load_cluster
     from .study.plan import load_study
+    from .study.runner import run_study
 
     plan = load_study(args.study, overrides=args.set)
+    cluster = None if args.cluster is None else load_cluster(args.cluster)
     seeds = args.seeds
     out = Path(args.out) if args.out else plan.out
     try:
         index = run_study(plan, out, seeds=seeds, backend=args.backend, resume=args.resume,
                           overwrite=args.overwrite, data_dir=args.data_dir,
                           progress=_progress(args.quiet), workers=args.workers,
-                          scheduler=args.scheduler, finished=_finished(args.quiet))
+                          scheduler=args.scheduler, finished=_finished(args.quiet),
+                          cluster=cluster)
     except KeyboardInterrupt:
         sets = "".join(f" --set {shlex.quote(a)}" for a in args.set)
         where = "" if args.scheduler is None else f" --scheduler {args.scheduler}"
+        where += "" if args.cluster is None else f" --cluster {args.cluster}"
         print(f"\ninterrupted; the last checkpoint is kept. Continue with:\n"
               f"  cortexsim run {args.study}{sets} --out {out}{where} --resume", file=sys.stderr)
         if args.scheduler is not None:
@@ -288,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--scheduler", type=_address, metavar="ADDRESS",
                      help="send the runs to the running Dask scheduler at ADDRESS (tcp://HOST:8786) "
                           "instead of a LocalCluster; its workers must share the output folder")
+    run.add_argument("--cluster", type=_path, metavar="FILE",
+                     help="start the workers as SLURM or PBS jobs described by the [cluster] table of FILE "
+                          "(cortexsim[cluster]); they must share the output folder")
     verify = commands.add_parser(
         "verify", help="check every file of a study folder, say each run's state, clear killed files' write flags")
     verify.add_argument("run_dir", type=_path)

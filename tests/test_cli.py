@@ -71,7 +71,7 @@ TEXT = st.text(max_size=12)
 RUN_OPTIONS = st.lists(st.one_of(
     st.tuples(st.just("--seeds"), TEXT), st.tuples(st.just("--workers"), TEXT),
     st.tuples(st.just("--set"), TEXT), st.tuples(st.just("--backend"), TEXT),
-    st.tuples(st.just("--data-dir"), TEXT), st.tuples(st.sampled_from(["--resume", "--overwrite", "--bogus"])),
+    st.tuples(st.just("--data-dir"), TEXT), st.tuples(st.just("--cluster"), TEXT), st.tuples(st.sampled_from(["--resume", "--overwrite", "--bogus"])),
 ), max_size=4)
 
 

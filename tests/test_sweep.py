@@ -153,3 +153,26 @@ def test_the_report_says_when_a_choice_sits_at_the_edge_of_the_range():
              "bottom": row(1e-3, [1e-3, 1e-2, 1e-1]), "two": row(1e-1, [1e-2, 1e-1])}
     assert _at_the_edge(rules) == ["top `optimizer.lr` = 0.1 (the highest tried)",
                                    "bottom `optimizer.lr` = 0.001 (the lowest tried)"]
+
+
+def test_on_dask_every_point_of_the_sweep_runs_at_once_and_matches_the_serial_sweep(tmp_path, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    from cortexsim.study import cluster
+
+    plan = load_study(write(tmp_path, STUDY.replace(f"optimizer.lr = {LRS}", "optimizer.lr = [1e-3, 1e-2]")))
+    run_study(plan, tmp_path / "serial")
+    sent = []
+    submit = cluster.run_on_cluster
+
+    def counted(client, attempt, jobs, data_dir, done):
+        sent.append(len(jobs))
+        return submit(client, attempt, jobs, data_dir, done)
+
+    monkeypatch.setattr(cluster, "run_on_cluster", counted)
+    run_study(plan, tmp_path / "dask", workers=2)
+    assert sent == [2 * 2 * 2, 2]  # all points x rules x tuning seeds in one batch, then the final runs
+    serial, dask = (json.loads((tmp_path / f / "sweep.json").read_text()) for f in ("serial", "dask"))
+    assert dask["rules"] == serial["rules"]
+    for label in ("pc", "backprop"):
+        with cs.open(tmp_path / "serial" / label / "seed0.h5") as a, cs.open(tmp_path / "dask" / label / "seed0.h5") as b:
+            np.testing.assert_array_equal(a.metrics["train_loss"], b.metrics["train_loss"])

@@ -1,5 +1,6 @@
-"""A study's runs on Dask: a ``LocalCluster`` of N workers, or a scheduler
-already running at an address (``--scheduler tcp://HOST:8786``).
+"""A study's runs on Dask: a ``LocalCluster`` of N workers, a scheduler
+already running at an address (``--scheduler tcp://HOST:8786``), or workers
+started as batch jobs (``[cluster]``, ``batch_system``).
 
 Every run is sent with ``resume`` on, which the caller makes safe: it has
 checked that no recording of a fresh study exists, or deleted the old ones
@@ -21,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ClusterError, ConfigurationError
+from .batch_system import BatchCluster, batch_client
 from .plan import RunSpec, StudyPlan
 
 __all__ = ["dask_client", "check_workers", "run_on_cluster", "CONNECT_TIMEOUT", "RETRIES"]
@@ -46,14 +48,20 @@ def _dask(setting: str) -> Any:
 
 
 @contextlib.contextmanager
-def dask_client(workers: int = 1, scheduler: str | None = None) -> Iterator[Any]:
+def dask_client(workers: int = 1, scheduler: str | None = None,
+                batch: BatchCluster | None = None) -> Iterator[Any]:
     """A Dask ``Client``: of a new ``LocalCluster`` of ``workers`` single-threaded
-    processes, or connected to the running scheduler at ``scheduler``.
+    processes, connected to the running scheduler at ``scheduler``, or of
+    workers started as the batch jobs ``batch`` describes.
 
     Raises ``ClusterError`` naming the address when no scheduler answers
     there, or none of its workers shows up, within ``CONNECT_TIMEOUT`` seconds.
     """
-    distributed = _dask("--scheduler" if scheduler else "workers")
+    distributed = _dask("--scheduler" if scheduler else "cluster" if batch else "workers")
+    if batch is not None:
+        with batch_client(batch) as client:
+            yield client
+        return
     if scheduler is None:
         # silence_logs: the workers' own logging stays quiet (a worker whose heartbeat
         # races the scheduler's shutdown logs a traceback that is not a fault); a run
@@ -98,37 +106,39 @@ def _worker_facts(probe: str) -> dict[str, Any]:
     return {"version": __version__, "host": socket.gethostname(), "sees": os.path.exists(probe)}
 
 
-def check_workers(client: Any, out: Path, scheduler: str) -> None:
+def check_workers(client: Any, out: Path, where: str) -> None:
     """Refuse workers that cannot write ``out`` or run another cortexsim: every
-    worker must see the output folder (a shared filesystem) and run this version."""
+    worker must see the output folder (a shared filesystem) and run this version.
+    Errors start with ``where`` (``--scheduler ADDRESS``, ``cluster``)."""
     probe = out / f".cortexsim-probe-{uuid.uuid4().hex}"
     probe.write_text("")
     try:
         facts = client.run(_worker_facts, str(probe))
     except Exception as exc:  # noqa: BLE001 - whatever a remote worker raised, said as one line
-        raise ClusterError(f"--scheduler {scheduler}: the workers cannot run cortexsim "
+        raise ClusterError(f"{where}: the workers cannot run cortexsim "
                            f"({type(exc).__name__}: {exc}); install it where they run") from None
     finally:
         probe.unlink(missing_ok=True)
     blind = sorted(f"{address} ({f['host']})" for address, f in facts.items() if not f["sees"])
     if blind:
         raise ClusterError(
-            f"--scheduler {scheduler}: {', '.join(blind)} cannot see the output folder {out}; "
+            f"{where}: {', '.join(blind)} cannot see the output folder {out}; "
             f"it must be on a filesystem every worker shares, named by the same path"
         )
     other = sorted(f"{address} ({f['version']})" for address, f in facts.items() if f["version"] != __version__)
     if other:
-        raise ClusterError(f"--scheduler {scheduler}: {', '.join(other)} run another cortexsim than "
+        raise ClusterError(f"{where}: {', '.join(other)} run another cortexsim than "
                            f"this one ({__version__}); the runs would not be reproducible")
 
 
 def run_on_cluster(
-    client: Any, attempt: Callable[..., dict[str, Any]], plan: StudyPlan, out: Path,
-    jobs: Sequence[tuple[RunSpec, int]], backend: str, data_dir: str | None,
+    client: Any, attempt: Callable[..., dict[str, Any]],
+    jobs: Sequence[tuple[StudyPlan, Path, RunSpec, int, str]], data_dir: str | None,
     done: Callable[[int, dict[str, Any]], Any],
 ) -> None:
-    """Send ``attempt(plan, out, spec, seed, backend, data_dir)`` for every (spec,
-    seed) of ``jobs`` to ``client``; ``done(i, entry)`` as each finishes.
+    """Send ``attempt(plan, out, spec, seed, backend, data_dir)`` for every (plan,
+    out, spec, seed, backend) of ``jobs`` to ``client``, all at once (the runs of
+    a sweep's points and of a study alike); ``done(i, entry)`` as each finishes.
 
     ``attempt`` resumes from a checkpoint when one exists and returns the run's
     index entry, or ``{"raise": error}`` for a ``CortexsimError`` that is raised
@@ -139,7 +149,7 @@ def run_on_cluster(
     futures = {
         client.submit(attempt, plan, out, spec, seed, backend, data_dir, pure=False,
                       retries=RETRIES, key=f"{spec.label}-seed{seed}-{uuid.uuid4().hex[:8]}"): i
-        for i, (spec, seed) in enumerate(jobs)
+        for i, (plan, out, spec, seed, backend) in enumerate(jobs)
     }
     for future in distributed.as_completed(futures):
         i = futures[future]
@@ -148,7 +158,7 @@ def run_on_cluster(
             if "raise" in entry:
                 raise entry["raise"]
         except distributed.KilledWorker as exc:
-            spec, seed = jobs[i]
+            spec, seed = jobs[i][2:4]
             entry = {"status": "failed",
                      "error": f"every worker that ran {spec.label} seed {seed} died ({exc}); its last "
                               f"checkpoint is kept: continue with --resume"}

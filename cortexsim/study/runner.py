@@ -23,6 +23,7 @@ from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
 from ..sim.simulator import Simulator
 from ..validation import check_int
+from .batch_system import BatchCluster
 from .lock import study_lock
 from .plan import RunSpec, StudyPlan
 from .sweep import check_held_out
@@ -156,37 +157,48 @@ def _run_attempt(plan: StudyPlan, out: Path, spec: RunSpec, seed: int, backend: 
 
 
 def _run_in_parallel(
-    plan: StudyPlan, out: Path, jobs: list[tuple[RunSpec, int]], index: dict[str, Any],
-    workers: int, scheduler: str | None, backend: str, data_dir: str | None,
+    studies: Sequence[tuple[StudyPlan, Path, str, dict[str, Any]]], workers: int, scheduler: str | None,
+    batch: BatchCluster | None, data_dir: str | None,
     finished: Callable[[dict[str, Any], int, int], Any] | None,
 ) -> None:
+    """Every run of ``studies`` (plan, out, backend, index) on one Dask client at
+    once, each study's index rewritten as its runs end."""
     from .cluster import check_workers, dask_client, run_on_cluster
 
     # The workers resolve the paths, maybe on other hosts: give them absolute ones,
     # and the data folder this process would use.
-    out = out.resolve()
+    plan = studies[0][0]
     data_dir = data_dir or plan.data["data_dir"] or os.environ.get("CORTEXSIM_DATA") or None
     data_dir = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    jobs, places = [], []
+    for plan, out, backend, index in studies:
+        for i, run in enumerate(index["runs"]):
+            spec = next(s for s in plan.rules if s.label == run["label"])
+            jobs.append((plan, out.resolve(), spec, run["seed"], backend))
+            places.append((out, index, i))
     count = 0
 
-    def done(i: int, entry: dict[str, Any]) -> None:
+    def done(j: int, entry: dict[str, Any]) -> None:
         nonlocal count
         count += 1
+        out, index, i = places[j]
         index["runs"][i].update(entry)
         _write_index(out, index)
         if finished is not None:
             finished(index["runs"][i], count, len(jobs))
 
-    with dask_client(workers, scheduler) as client:
-        if scheduler is not None:
-            check_workers(client, out, scheduler)
-        run_on_cluster(client, _run_attempt, plan, out, jobs, backend, data_dir, done)
+    with dask_client(workers, scheduler, batch) as client:
+        if scheduler is not None or batch is not None:  # workers on other hosts
+            check_workers(client, studies[0][1].resolve(),
+                          f"--scheduler {scheduler}" if scheduler is not None else "cluster")
+        run_on_cluster(client, _run_attempt, jobs, data_dir, done)
 
 
-def _clear_run(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -> None:
-    """Delete what an earlier run of (spec, seed) left in ``out`` (``--overwrite``
+def _clear_run(plan: StudyPlan, out: Path, label: str, seed: int) -> None:
+    """Delete what an earlier run of (label, seed) left in ``out`` (``--overwrite``
     on Dask), so a retried attempt resumes from its own checkpoint only."""
-    recording = out / spec.label / f"seed{seed}.h5"
+    spec = next(s for s in plan.rules if s.label == label)
+    recording = out / label / f"seed{seed}.h5"
     checkpoint = checkpoint_path(recording)
     for path in (recording, partial_path(recording), checkpoint, previous_checkpoint(checkpoint),
                  *(_experiment_path(out, spec, seed, kind) for kind, _ in plan.experiments)):
@@ -206,6 +218,7 @@ def run_study(
     workers: int = 1,
     scheduler: str | None = None,
     finished: Callable[[dict[str, Any], int, int], Any] | None = None,
+    cluster: BatchCluster | None = None,
 ) -> dict[str, Any]:
     """Run every rule x seed of ``plan``; returns the index written to ``OUT/study.json``.
 
@@ -233,10 +246,15 @@ def run_study(
         Exclusive with ``workers`` above 1.
     finished : callable, optional
         ``finished(entry, done, total)`` as each run ends on Dask (``workers``
-        above 1 or ``scheduler``), where ``progress`` cannot follow the runs.
+        above 1, ``scheduler`` or ``[cluster]``), where ``progress`` cannot follow the runs.
+    cluster : BatchCluster, optional
+        Start the workers as the batch jobs it describes (``cortexsim run
+        --cluster FILE``, ``batch_system.load_cluster``); they must see ``out``
+        under the same path. Exclusive with ``workers`` above 1 and ``scheduler``.
 
     On Dask a run whose worker dies is run again on another worker and
-    continues from its last checkpoint, with or without ``resume``.
+    continues from its last checkpoint, with or without ``resume``. A
+    ``[sweep]`` sends the runs of all its points at once.
     """
     workers = check_int(workers, "workers", minimum=1)
     if scheduler is not None and workers > 1:
@@ -246,31 +264,70 @@ def run_study(
         )
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
         raise ConfigurationError(f"scheduler: expected an address like tcp://HOST:8786, got {scheduler!r}")
+    if cluster is not None and (workers > 1 or scheduler is not None):
+        raise ConfigurationError("cluster: the runs go to batch jobs, to a LocalCluster (workers) or to a "
+                                 "running scheduler; give one of --cluster, --workers and --scheduler")
     out = Path(out if out is not None else plan.out)
-    with study_lock(out):
-        return _run_study(plan, out, seeds, backend, resume, overwrite, data_dir, progress, workers,
-                          scheduler, finished)
-
-
-def _run_study(
-    plan: StudyPlan, out: Path, seeds: Sequence[int] | None, backend: str | None, resume: bool,
-    overwrite: bool, data_dir: str | None, progress: Callable[[str, Scheduler], Any] | None,
-    workers: int, scheduler: str | None, finished: Callable[[dict[str, Any], int, int], Any] | None,
-) -> dict[str, Any]:
     given = seeds is not None
     seeds = tuple(plan.seeds if seeds is None else seeds)
-    if plan.sweep is not None:  # tune each rule on its own seeds first; its best setting runs below
-        check_held_out(seeds, plan.sweep.tuning_seeds, "the seeds given" if given else "study.seeds")
+    parallel = (workers, scheduler, cluster, data_dir, finished)
+    with study_lock(out):
+        if plan.sweep is not None:  # tune each rule on its own seeds first; its best setting runs below
+            check_held_out(seeds, plan.sweep.tuning_seeds, "the seeds given" if given else "study.seeds")
 
-        def run_point(point_plan: StudyPlan, folder: Path, tuning: Sequence[int]) -> dict[str, Any]:
-            def titled(title: str, scheduler: Scheduler) -> Any:  # which setting the run tries
-                return progress(f"{title} ({folder.name})", scheduler) if progress is not None else None
+            def run_points(points: Sequence[tuple[StudyPlan, Path]], tuning: Sequence[int]) -> list[dict[str, Any]]:
+                return _run_studies([(p, folder, _titled(progress, folder.name)) for p, folder in points],
+                                    tuning, backend, resume, overwrite, parallel)
 
-            return run_study(point_plan, folder, seeds=tuning, backend=backend, resume=resume,
-                             overwrite=overwrite, data_dir=data_dir, progress=titled, workers=workers,
-                             scheduler=scheduler, finished=finished)
+            plan = run_sweep(plan, out, run_points)
+        return _run_studies([(plan, out, progress)], seeds, backend, resume, overwrite, parallel)[0]
 
-        plan = run_sweep(plan, out, run_point)
+
+def _titled(progress: Callable[[str, Scheduler], Any] | None, setting: str) -> Callable[[str, Scheduler], Any] | None:
+    """A progress display whose title names the setting a sweep run tries."""
+    if progress is None:
+        return None
+    return lambda title, scheduler: progress(f"{title} ({setting})", scheduler)
+
+
+def _run_studies(
+    studies: Sequence[tuple[StudyPlan, Path, Callable[[str, Scheduler], Any] | None]], seeds: Sequence[int],
+    backend: str | None, resume: bool, overwrite: bool, parallel: tuple[Any, ...],
+) -> list[dict[str, Any]]:
+    """Run every (plan, out) of ``studies`` on ``seeds``: one after the other
+    here, or all their runs at once on Dask; returns each study's index."""
+    workers, scheduler, cluster, data_dir, finished = parallel
+    on_dask = workers > 1 or scheduler is not None or cluster is not None
+    prepared = [(plan, out, backend or plan.schedule["backend"], _prepare(plan, out, seeds, resume, overwrite))
+                for plan, out, _ in studies]
+    if on_dask:
+        # Every run goes with resume on, so that a retried one continues from its
+        # checkpoint: safe, as nothing of a fresh study exists (checked above) and
+        # --overwrite deletes the old runs now rather than as each new one completes.
+        if overwrite and not resume:
+            for plan, out, _, index in prepared:
+                for run in index["runs"]:
+                    _clear_run(plan, out, run["label"], run["seed"])
+        _run_in_parallel(prepared, workers, scheduler, cluster, data_dir, finished)
+        return [index for *_, index in prepared]
+    for (plan, out, backend, index), (*_, progress) in zip(prepared, studies):
+        specs = {spec.label: spec for spec in plan.rules}
+        for entry in index["runs"]:
+            try:
+                entry.update(run_one(plan, out, specs[entry["label"]], entry["seed"], backend, resume,
+                                     data_dir, progress))
+            except BaseException:
+                entry["status"] = "running"  # interrupted: resumable
+                _write_index(out, index)
+                raise
+            _write_index(out, index)
+        _write_index(out, index)
+    return [index for *_, index in prepared]
+
+
+def _prepare(plan: StudyPlan, out: Path, seeds: Sequence[int], resume: bool, overwrite: bool) -> dict[str, Any]:
+    """Check that a fresh study overwrites nothing, make ``out`` and return its
+    index, every run pending."""
     if not (resume or overwrite):
         for spec in plan.rules:
             for seed in seeds:
@@ -284,36 +341,17 @@ def _run_study(
     out.mkdir(parents=True, exist_ok=True)
     if plan.path.exists():
         shutil.copyfile(plan.path, out / "study.toml")
-    backend = backend or plan.schedule["backend"]
     index: dict[str, Any] = {
         "name": plan.name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "plan": plan.to_dict(),
         "runs": [],
     }
-    jobs = [(spec, seed) for spec in plan.rules for seed in seeds]
-    for spec, seed in jobs:
-        recording = out / spec.label / f"seed{seed}.h5"
-        index["runs"].append({
-            "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": spec.supervised,
-            "recording": str(recording.relative_to(out)), "status": "pending",
-        })
-    if workers > 1 or scheduler is not None:
-        # Every run goes with resume on, so that a retried one continues from its
-        # checkpoint: safe, as nothing of a fresh study exists (checked above) and
-        # --overwrite deletes the old runs now rather than as each new one completes.
-        if overwrite and not resume:
-            for spec, seed in jobs:
-                _clear_run(plan, out, spec, seed)
-        _run_in_parallel(plan, out, jobs, index, workers, scheduler, backend, data_dir, finished)
-        return index
-    for (spec, seed), entry in zip(jobs, index["runs"]):
-        try:
-            entry.update(run_one(plan, out, spec, seed, backend, resume, data_dir, progress))
-        except BaseException:
-            entry["status"] = "running"  # interrupted: resumable
-            _write_index(out, index)
-            raise
-        _write_index(out, index)
-    _write_index(out, index)
+    for spec in plan.rules:
+        for seed in seeds:
+            recording = out / spec.label / f"seed{seed}.h5"
+            index["runs"].append({
+                "label": spec.label, "rule": spec.rule, "seed": seed, "supervised": spec.supervised,
+                "recording": str(recording.relative_to(out)), "status": "pending",
+            })
     return index

@@ -47,22 +47,27 @@ def _run_score(folder: Path, label: str, seed: int, entry: dict[str, Any], metri
 
 
 def run_sweep(plan: StudyPlan, out: Path, run: Callable[..., dict[str, Any]]) -> StudyPlan:
-    """Run ``plan``'s sweep with ``run(point_plan, folder, seeds)`` (the runner's
-    ``run_study``, so --resume, --overwrite and Dask apply to each point); returns
-    the plan whose rules carry their chosen settings and no sweep to run."""
+    """Run ``plan``'s sweep with ``run([(point_plan, folder), ...], seeds)`` (the
+    runner's, which sends every point's runs at once where Dask runs them, and
+    applies --resume and --overwrite to each); returns the plan whose rules
+    carry their chosen settings and no sweep to run."""
     sweep = plan.sweep
     assert sweep is not None
     summary: dict[str, Any] = {"metric": sweep.metric, "direction": sweep.direction, "kind": sweep.kind,
                                "tuning_seeds": list(sweep.tuning_seeds), "final_seeds": list(plan.seeds),
                                "keys": list(sweep.keys), "rules": {}}
     rules, chosen = [], {}
+    points = [(spec, point, point_spec, out / "sweep" / spec.label / point_name(point))
+              for spec in plan.rules
+              for point, point_spec in zip(sweep.points[spec.label], sweep.specs[spec.label])]
+    indexes = run([(replace(plan, rules=(point_spec,), sweep=None, report=False,
+                            name=f"{plan.name} sweep {spec.label} {point_name(point)}"), folder)
+                   for spec, point, point_spec, folder in points], sweep.tuning_seeds)
     for spec in plan.rules:
         rows = []
-        for point, point_spec in zip(sweep.points[spec.label], sweep.specs[spec.label]):
-            folder = out / "sweep" / spec.label / point_name(point)
-            point_plan = replace(plan, rules=(point_spec,), sweep=None,
-                                 name=f"{plan.name} sweep {spec.label} {point_name(point)}", report=False)
-            index = run(point_plan, folder, sweep.tuning_seeds)
+        for (owner, point, _, folder), index in zip(points, indexes):
+            if owner is not spec:
+                continue
             scores = {entry["seed"]: _run_score(folder, spec.label, entry["seed"], entry, sweep.metric,
                                                 sweep.direction) for entry in index["runs"]}
             values = list(scores.values())
