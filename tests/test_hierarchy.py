@@ -62,6 +62,19 @@ def test_normal_init_scale():
     assert abs(w.std() - math.sqrt(2.0 / 700)) < 0.002
 
 
+def test_orthogonal_init_is_the_nearest_orthogonal_matrix_to_the_uniform_draw():
+    spec = HierarchySpec.from_sizes([30, 12, 40], weight_init="orthogonal", init_scale=2.0)
+    params = build(spec, dtype="float64", seed=4).parameters_to_numpy()
+    tall, wide = params[("area1", "W_ff")], params[("area2", "W_ff")]  # 30 x 12, 12 x 40
+    np.testing.assert_allclose(tall.T @ tall, 4.0 * np.eye(12), atol=1e-12)
+    np.testing.assert_allclose(wide @ wide.T, 4.0 * np.eye(12), atol=1e-12)
+    # the same seed's Glorot-uniform draw, polar factor by hand: the closest orthogonal matrix to it
+    uniform = build(HierarchySpec.from_sizes([30, 12, 40]), dtype="float64", seed=4).parameters_to_numpy()
+    draw = uniform[("area1", "W_ff")]
+    values, vectors = np.linalg.eigh(draw.T @ draw)
+    np.testing.assert_allclose(tall, 2.0 * draw @ vectors @ np.diag(values ** -0.5) @ vectors.T, atol=1e-10)
+
+
 def test_load_parameters_round_trip_and_copies(backend_name):
     h = build64(SPEC, backend_name, seed=0)
     rng = np.random.default_rng(0)

@@ -137,6 +137,14 @@ def test_model_by_path_relative_to_the_study_file(tmp_path):
     (tmp_path / "models" / "pc_mlp_mnist.toml").write_text((ROOT / "models" / "pc_mlp_mnist.toml").read_text())
     plan = load_study(write(folder, text.replace('target = "all"', 'target = "all"')))
     assert plan.model.sizes == (784, 256, 256, 10)
+    assert plan.model.weight_init == "glorot_uniform"
+    # the study may start the file's weights another way; the areas stay the file's
+    plan = load_study(write(folder, text.replace('[model]\n', '[model]\nweight_init = "orthogonal"\n', 1)))
+    assert plan.model.sizes == (784, 256, 256, 10) and plan.model.weight_init == "orthogonal"
+    with pytest.raises(ConfigurationError, match=r"model\.weight_init: unknown value 'orthogonall'"):
+        load_study(write(folder, text.replace('[model]\n', '[model]\nweight_init = "orthogonall"\n', 1)))
+    with pytest.raises(ConfigurationError, match=r"model\.areas: unknown key"):
+        load_study(write(folder, text.replace('[model]\n', '[model]\nareas = []\n', 1)))
 
 
 def test_cli_exit_code_2_without_traceback(tmp_path, capsys):

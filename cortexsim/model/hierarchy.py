@@ -32,6 +32,11 @@ def _draw(rng: np.random.Generator, spec: HierarchySpec, fan_in: int, fan_out: i
     if spec.weight_init == "glorot_normal":
         std = spec.init_scale * math.sqrt(2.0 / (fan_in + fan_out))
         return rng.normal(0.0, std, size=(fan_in, fan_out))
+    if spec.weight_init == "orthogonal":
+        # The uniform draw made orthogonal (Lee et al. 2015's code): all singular values 1.
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        u, _, vt = np.linalg.svd(rng.uniform(-limit, limit, size=(fan_in, fan_out)), full_matrices=False)
+        return spec.init_scale * (u @ vt)
     limit = spec.init_scale * math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=(fan_in, fan_out))
 

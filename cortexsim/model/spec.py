@@ -26,7 +26,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 __all__ = ["AreaSpec", "HierarchySpec", "WEIGHT_INITS", "FEEDBACK_INITS"]
 
-WEIGHT_INITS = ("glorot_uniform", "glorot_normal", "normal")
+WEIGHT_INITS = ("glorot_uniform", "glorot_normal", "normal", "orthogonal")
 FEEDBACK_INITS = ("random", "transpose", "zeros")
 
 
@@ -151,8 +151,10 @@ class HierarchySpec:
     areas : tuple of AreaSpec
         At least two: the data area and one latent area.
     weight_init : str
-        ``"glorot_uniform"`` (default), ``"glorot_normal"`` or ``"normal"``
-        (standard deviation ``init_scale``).
+        ``"glorot_uniform"`` (default), ``"glorot_normal"``, ``"normal"``
+        (standard deviation ``init_scale``) or ``"orthogonal"`` (a Glorot-uniform
+        draw replaced by the nearest matrix with orthonormal rows or columns,
+        ``U V^T`` of its SVD, as in Lee et al.'s DTP code; times ``init_scale``).
     init_scale : float
         Gain on the Glorot limit, or the standard deviation for ``"normal"``.
     feedback_init : str

@@ -117,15 +117,23 @@ def _table(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
+_INIT_KEYS = ("weight_init", "init_scale", "feedback_init")
+
+
 def _model(table: Mapping[str, Any], study_file: Path) -> HierarchySpec:
     if "path" in table:
-        check_keys(table, ("path",), "model")
+        # A study may start the model file's weights another way; the areas stay the file's.
+        check_keys(table, ("path",) + _INIT_KEYS, "model")
         if not isinstance(table["path"], str):
             raise ConfigurationError(f"model.path: expected a file name, got {table['path']!r}")
         model_file = (study_file.parent / table["path"]).resolve()
         if not model_file.exists():
             raise ConfigurationError(f"model.path: no model file at {model_file}")
-        return HierarchySpec.from_toml(model_file)
+        spec = HierarchySpec.from_toml(model_file)
+        if not set(_INIT_KEYS) & set(table):
+            return spec
+        return HierarchySpec.from_dict({**spec.to_dict(), **{k: table[k] for k in _INIT_KEYS if k in table}},
+                                       "model")
     if "areas" not in table:
         raise ConfigurationError("model: give either path = 'models/NAME.toml' or [[model.areas]]")
     return HierarchySpec.from_dict(table, "model")
