@@ -217,7 +217,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _ledger(args: argparse.Namespace) -> int:
     from .study.ledger import write_ledger
 
-    print(f"ledger: {write_ledger(args.studies, args.out)}")
+    print(f"ledger: {write_ledger(args.studies, args.out, keep=not args.fresh)}")
     return 0
 
 
@@ -309,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder of study files with [[claims]] (default studies/papers)")
     ledger.add_argument("--out", type=_path, default="docs/reproductions.md",
                         help="the Markdown file to write (default docs/reproductions.md)")
+    ledger.add_argument("--fresh", action="store_true",
+                        help="a study whose runs are not here says 'not run' instead of keeping its rows "
+                             "of the ledger already at --out")
     export = commands.add_parser("export", help="write a recording in another format (NWB, cortexsim[nwb])")
     export.add_argument("recording", type=_path, help="the recording (RUN.h5)")
     export.add_argument("--nwb", type=_path, required=True, metavar="OUT.nwb", help="the NWB file to write")

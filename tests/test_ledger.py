@@ -170,3 +170,29 @@ def test_disentanglement_claims_read_the_report_cache(study, tmp_path):
         cache.write_text(json.dumps({"disentanglement": {"settings": {}, "value": {"beta_vae": value, "MIG": 0.1}}}))
     row = claim_rows(other)[1]
     assert row.values == pytest.approx({0: 75.0, 1: 85.0})
+
+
+def test_a_study_whose_runs_are_elsewhere_keeps_its_rows_and_says_so(study, tmp_path):
+    from cortexsim.study.ledger import write_ledger
+
+    path, _ = study
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "here.toml").write_text(path.read_text())  # its runs are here
+    (studies / "away.toml").write_text(STUDY.format(out=tmp_path / "elsewhere"))
+    ledger = tmp_path / "reproductions.md"
+    write_ledger(studies, ledger)
+    text = ledger.read_text()
+    away = f"`cortexsim run {studies / 'away.toml'} --resume`"
+    assert text.count(f"| not run | 0 | — | — | {away} |") == 2  # nothing to keep yet
+    # the rows as a machine holding away's recordings wrote them
+    previous = text.replace(f"| not run | 0 | — | — | {away} |", f"| 4.00 ± 1.00 | 3 | -1.00 | — | {away} |")
+    ledger.write_text(previous)
+    text = write_ledger(studies, ledger).read_text()
+    assert text.count(f"| 4.00 ± 1.00 | 3 | -1.00 | — | {away} |") == 2
+    assert "Rows kept from the ledger as last generated" in text and f"- `{studies / 'away.toml'}`" in text
+    here = [line for line in text.splitlines() if line.endswith(f"`cortexsim run {studies / 'here.toml'} --resume` |")]
+    assert len(here) == 2 and all("not run" not in line for line in here)  # recomputed from its runs
+    ledger.write_text(previous)
+    assert main(["ledger", "--studies", str(studies), "--out", str(ledger), "--fresh"]) == 0
+    assert ledger.read_text().count(f"| not run | 0 | — | — | {away} |") == 2

@@ -168,8 +168,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def ledger_markdown(rows: Sequence[ClaimRow], root: Path = Path(".")) -> str:
-    """The ledger as Markdown: one table row per claim."""
+def _study_path(row: ClaimRow, root: Path) -> Path:
+    try:
+        return row.study.path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return row.study.path
+
+
+def _command(study: Path) -> str:
+    return f"`cortexsim run {study} --resume`"
+
+
+def ledger_markdown(rows: Sequence[ClaimRow], root: Path = Path("."),
+                    kept: Mapping[Path, Sequence[str]] | None = None) -> str:
+    """The ledger as Markdown: one table row per claim. ``kept`` maps a study
+    file whose runs are not here to its rows of the previous ledger, used in
+    place of its "not run" rows and listed as kept."""
+    kept = kept or {}
     lines = [
         "# Reproductions",
         "",
@@ -186,39 +201,62 @@ def ledger_markdown(rows: Sequence[ClaimRow], root: Path = Path(".")) -> str:
     ]
     notes = []
     for row in rows:
+        if _study_path(row, root) in kept:
+            continue
         claim = row.claim
         within = claim.get("within")
         verdict = "—"
         if within is not None and row.gap is not None:
             verdict = f"{'yes' if abs(row.gap) <= float(within) else 'no'} (±{within})"
         ours = f"{_number(row.mean)} ± {_number(row.sd)}" if row.values else "not run"
-        try:
-            study = row.study.path.resolve().relative_to(root.resolve())
-        except ValueError:
-            study = row.study.path
         lines.append(
             f"| {_cell(claim['name'])} | {_cell(claim['source'])} | {_number(claim.get('published'))} "
             f"| {_cell(row.protocol)} | {ours} | {len(row.values)} | {_number(row.gap)} | {verdict} "
-            f"| `cortexsim run {study} --resume` |"
+            f"| {_command(_study_path(row, root))} |"
         )
         if row.missing:
             notes.append(f"- {_cell(claim['name'])}: {row.missing}")
+    for previous in kept.values():
+        lines += previous
     if notes:
         lines += ["", "Missing values:", ""] + notes
+    if kept:
+        lines += ["", "Rows kept from the ledger as last generated, since these studies' recordings are "
+                  "not in their output folders where it was regenerated (run them, or regenerate where "
+                  "they are, to recompute):", ""]
+        lines += [f"- `{study}`" for study in kept]
     return "\n".join(lines) + "\n"
 
 
+def _previous_rows(ledger: Path, studies: Sequence[Path]) -> dict[Path, list[str]]:
+    """The table rows of an existing ledger that belong to each of ``studies``."""
+    if not ledger.exists():
+        return {}
+    table = [line for line in ledger.read_text().splitlines() if line.startswith("| ")]
+    found = {study: [line for line in table if line.rstrip().endswith(f"| {_command(study)} |")]
+             for study in studies}
+    return {study: rows for study, rows in found.items() if rows}
+
+
 def write_ledger(studies: str | os.PathLike[str] = "studies/papers",
-                 out: str | os.PathLike[str] = "docs/reproductions.md") -> Path:
-    """Read every ``*.toml`` study in ``studies`` and write the ledger to ``out``."""
+                 out: str | os.PathLike[str] = "docs/reproductions.md", keep: bool = True) -> Path:
+    """Read every ``*.toml`` study in ``studies`` and write the ledger to ``out``.
+
+    With ``keep``, a study whose output folder does not exist here keeps its
+    rows of the ledger already at ``out`` (recordings are large and often live
+    on another machine), and the ledger lists it as kept; without, its rows
+    say "not run"."""
     folder = Path(studies)
     files = sorted(folder.glob("*.toml"))
     if not files:
         raise CortexsimError(f"{folder}: no study files (*.toml) to read claims from")
     rows = [row for path in files for row in claim_rows(path)]
     path = Path(out)
+    root = Path(".")
+    absent = sorted({_study_path(row, root) for row in rows if not row.study.out.exists()})
+    kept = _previous_rows(path, absent) if keep else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(ledger_markdown(rows))
+    temporary.write_text(ledger_markdown(rows, root, kept))
     os.replace(temporary, path)
     return path
