@@ -55,7 +55,8 @@ class RecurrentPass:
     canvas: list[Any] = field(default_factory=list)      # c_0 .. c_T (rows, n_0)
     xhat: list[Any] = field(default_factory=list)
     reads: list[Any] = field(default_factory=list)       # (glimpse, unscaled glimpses) or None
-    enc_in: list[Any] = field(default_factory=list)      # [r_t, h^dec_{t-1}]
+    enc_in: list[Any] = field(default_factory=list)      # [r_t, h^dec_{t-1}], less x without a read glimpse
+    fixed: int = 0                                       # leading rows of W_ff that read x itself
     enc: list[Any] = field(default_factory=list)         # cell caches
     h_enc: list[Any] = field(default_factory=list)       # h^enc_0 .. h^enc_T
     c_enc: list[Any] = field(default_factory=list)
@@ -138,6 +139,10 @@ def forward(
     p.c_dec.append(zero if lstm else None)
     mean0, logvar0 = top_prior(hierarchy)
     image = side(x.shape[1])
+    if not rnn.spec.read:  # x's share of the encoder's drive is the same at every step: one product
+        p.fixed = x.shape[1]
+        drive = x @ rnn.W_ff[:p.fixed, :] + rnn.b_ff
+        W_varying = rnn.W_ff[p.fixed:, :]
     for t in range(1, steps + 1):
         h_prev = p.h_dec[t - 1]
         if prior == "learned":
@@ -153,12 +158,13 @@ def forward(
                 glimpse = filterbank(be, h_prev @ rnn.W_read + rnn.b_read, image, rnn.spec.read)
                 r, raw = read(xp, glimpse, [x, xhat])
                 p.reads.append((glimpse, raw))
+                enc_in = xp.concat([r, h_prev], axis=1)
+                ax = enc_in @ rnn.W_ff + rnn.b_ff
             else:
-                r = xp.concat([x, xhat], axis=1)
                 p.reads.append(None)
-            enc_in = xp.concat([r, h_prev], axis=1)
-            h, c_state, cache = cell_enc.step(xp, enc_in @ rnn.W_ff + rnn.b_ff, p.h_enc[t - 1] @ rnn.U_ff,
-                                              p.h_enc[t - 1], p.c_enc[t - 1])
+                enc_in = xp.concat([xhat, h_prev], axis=1)
+                ax = drive + enc_in @ W_varying
+            h, c_state, cache = cell_enc.step(xp, ax, p.h_enc[t - 1] @ rnn.U_ff, p.h_enc[t - 1], p.c_enc[t - 1])
             a_q = h @ top.W_ff + top.b_ff
             q_mean, q_logvar = top.activation(be, a_q), h @ top.W_ff_logvar + top.b_ff_logvar
             p.xhat.append(xhat), p.enc_in.append(enc_in), p.enc.append(cache)

@@ -13,6 +13,7 @@ from .generative import (
     reconstructions,
     samples_grid,
 )
+from .recurrent import canvas_over_steps, distortion_rate, kl_per_step
 from .receptive_fields import gabor_summary, receptive_field_grid
 from .representations import convergence, decoding_accuracy, rdm_grid, sparseness, tuning_curves
 from .training import alignment, early_late_epochs, energy, learning_curves
@@ -20,12 +21,15 @@ from .training import alignment, early_late_epochs, energy, learning_curves
 __all__ = [
     "PALETTE",
     "alignment",
+    "canvas_over_steps",
     "convergence",
     "decoding_accuracy",
     "disentanglement_vs_beta",
+    "distortion_rate",
     "early_late_epochs",
     "energy",
     "gabor_summary",
+    "kl_per_step",
     "kl_per_unit",
     "latent_traversals",
     "learning_curves",

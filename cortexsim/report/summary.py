@@ -21,6 +21,7 @@ from .. import plots
 from ..analysis.learning_curves import FINAL_EPOCH, best_epoch, summary_table
 from ..experiments.report import experiment_sections
 from .generative import generative_sections
+from .recurrent import recurrent_sections
 from .sweep import sweep_sections
 from .folder import RunData, read_study_folder
 from .trained_models import variational_labels
@@ -280,6 +281,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Path:
     lines += sweep_sections(out, folder, name)
     lines += _relaxation_section(runs)
     lines += generative_sections(study, out, runs, folder)
+    lines += recurrent_sections(study, out, runs, folder)
     lines += [
         "## Runs",
         "",

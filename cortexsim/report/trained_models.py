@@ -54,9 +54,12 @@ def log_likelihood_rows(n_features: int) -> int:
 
 
 def variational_labels(study: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The plan's rule entries whose rule is variational, by label (study order)."""
-    rules = study.get("plan", {}).get("rules", [])
-    return {r["label"]: r for r in rules
+    """The plan's rule entries whose rule is variational, by label (study order);
+    a recurrent model's (``report/recurrent.py``) are not among them."""
+    plan = study.get("plan", {})
+    if any(area.get("cell") for area in plan.get("model", {}).get("areas", [])):
+        return {}
+    return {r["label"]: r for r in plan.get("rules", [])
             if r.get("rule") in RULES and _rule(r).capabilities.setting == "variational"}
 
 
@@ -69,7 +72,7 @@ def _rule(entry: dict[str, Any]) -> Rule:
 def restore(out: Path, study: dict[str, Any], label: str, seed: int) -> tuple[Hierarchy, Any]:
     """The trained hierarchy (NumPy) and a fresh rule object of one run, from its checkpoint."""
     plan = study["plan"]
-    entry = variational_labels(study)[label]
+    entry = {r["label"]: r for r in plan["rules"]}[label]
     sim = Simulator.trained(plan["model"], _rule(entry), checkpoint_path(out / label / f"seed{seed}.h5"),
                             dtype=plan["schedule"]["dtype"], seed=seed, rule_state=False)
     return sim.hierarchy, sim.rule

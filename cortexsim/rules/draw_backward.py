@@ -61,8 +61,9 @@ def backward(hierarchy: Hierarchy, p: RecurrentPass, weights: Any, beta: Any) ->
     cell = get_cell(rnn.spec.cell)
     R, Z = rnn.name, top.name
     c = xp.reshape(weights, (-1, 1))
-    n0 = p.x.shape[1]
-    n_read = p.enc_in[0].shape[1] - rnn.size
+    n_read = p.enc_in[0].shape[1] - rnn.size  # the read vector's share of the varying input
+    W_varying = rnn.W_ff[p.fixed:, :]
+    g_drive = None  # summed over steps: x's rows of W_ff need one product, not one per step
     grads: Gradients = {}
 
     def put(area: str, weight: str, bias: str | None, pre: Any, g: Any) -> None:
@@ -121,16 +122,18 @@ def backward(hierarchy: Hierarchy, p: RecurrentPass, weights: Any, beta: Any) ->
         g_henc = g_henc + g_aq @ T_(top.W_ff) + g_qv @ T_(top.W_ff_logvar)
         g_ax, g_ah, direct, g_cenc = cell.back(xp, p.enc[j], g_henc, g_cenc)
         put(R, "W_ff", "b_ff", p.enc_in[j], g_ax)
+        if p.fixed:
+            g_drive = g_ax if g_drive is None else g_drive + g_ax
         put(R, "U_ff", None, p.h_enc[j], g_ah)
         g_henc = g_ah @ T_(rnn.U_ff)
         if direct is not None:
             g_henc = g_henc + direct
-        g_in = g_ax @ T_(rnn.W_ff)
+        g_in = g_ax @ T_(W_varying)
         g_hprev = g_hprev + g_in[:, n_read:]
         g_r = g_in[:, :n_read]
         # the read: r_t = [x, x^_t] or its glimpses
         if p.reads[j] is None:
-            g_xhat = g_r[:, n0:]
+            g_xhat = g_r
         else:
             glimpse, raw = p.reads[j]
             g_fx, g_fy, g_gamma, g_images = read_back(xp, glimpse, [p.x, p.xhat[j]], raw, g_r,
@@ -146,4 +149,6 @@ def backward(hierarchy: Hierarchy, p: RecurrentPass, weights: Any, beta: Any) ->
         else:
             g_c = g_c - g_xhat
         g_hdec = g_hprev
+    if p.fixed:  # W_ff's rows: x's (one product over all steps) above the varying input's
+        grads[(R, "W_ff")] = xp.concat([T_(p.x) @ g_drive, grads[(R, "W_ff")]], axis=0)
     return grads
