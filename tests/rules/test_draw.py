@@ -152,3 +152,18 @@ def test_the_model_is_validated_where_the_user_wrote_it():
         RecurrentELBO().prepare(h)
     with pytest.raises(ConfigurationError, match=r"rule\.beta: a list needs one weight per step \(4\)"):
         RecurrentELBO(steps=4, beta=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("name, likelihood", [("draw_mnist", "bernoulli"), ("draw_attention_mnist", "bernoulli"),
+                                              ("conceptual_compression_patches", "gaussian")])
+def test_model_files_build_and_run(name, likelihood):
+    from pathlib import Path
+    spec = HierarchySpec.from_toml(Path(__file__).resolve().parents[2] / "models" / f"{name}.toml")
+    h = build(spec)
+    rule = RecurrentELBO(steps=2, likelihood=likelihood, prior="learned")
+    rule.prepare(h)
+    x = data(likelihood, pixels=spec.areas[0].size, batch=2).astype(np.float32)
+    state = rule.infer(h, put(h, x))
+    grads = rule.gradients(h, state)
+    assert set(grads) == set(rule.learned_parameters(h))
+    assert np.isfinite(float(to_np(h, state.loss)))
