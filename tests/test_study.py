@@ -179,6 +179,28 @@ def test_run_writes_every_rule_and_seed_and_resume_skips_them(tmp_path, capsys):
     assert (out / "pc" / "seed0.h5").stat().st_mtime_ns == before
 
 
+def test_resume_reruns_a_complete_run_whose_recording_was_damaged_since(tmp_path, capsys):
+    import cortexsim as cs
+
+    path = write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    recording = out / "pc" / "seed0.h5"
+    with cs.open(recording) as rec:
+        want = {name: np.array(v) for name, v in rec.metrics.items() if name != "seconds"}
+    raw = recording.read_bytes()
+    recording.write_bytes(raw[: len(raw) // 2])  # a copy cut short
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{recording}: the recording is damaged" in err and "kept aside as seed0.h5.damaged" in err
+    assert (out / "pc" / "seed0.h5.damaged").read_bytes() == raw[: len(raw) // 2]  # kept, not deleted
+    with cs.open(recording) as rec:  # run again from the beginning: the same numbers
+        for name, values in want.items():
+            np.testing.assert_array_equal(rec.metrics[name], values, err_msg=name)
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--resume"]) == 0  # now intact: not rerun
+    assert "damaged" not in capsys.readouterr().err
+
+
 def test_cli_resume_continues_a_killed_run_bit_identically(tmp_path):
     path = write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("epochs = 2", "epochs = 3"))
     reference = tmp_path / "reference"

@@ -9,16 +9,17 @@ import inspect
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..data import binarize, load
-from ..errors import ConfigurationError, CortexsimError, DivergenceError
+from ..errors import ConfigurationError, CortexsimError, DivergenceError, FormatError, RecoveryWarning
 from ..experiments import EXPERIMENTS, save_result
 from ..optim import make_optimizer, make_schedule
-from ..recording import partial_path
-from ..sim.checkpoint import previous_checkpoint
+from ..recording import check_recording, partial_path
+from ..sim.checkpoint import previous_checkpoint, set_aside
 from ..sim.recorded import checkpoint_path
 from ..sim.scheduler import Scheduler
 from ..sim.simulator import Simulator
@@ -77,6 +78,13 @@ def run_one(
     index entry (status, history, error)."""
     recording = out / spec.label / f"seed{seed}.h5"
     schedule = plan.schedule
+    if resume and recording.exists() and not partial_path(recording).exists():
+        try:  # a complete run's recording may have been damaged since (a copy cut short)
+            check_recording(recording)
+        except FormatError as exc:
+            aside = set_aside(recording)
+            warnings.warn(f"{exc}; kept aside as {aside.name}; the run starts again from the beginning",
+                          RecoveryWarning, stacklevel=2)
     if resume and recording.exists() and not partial_path(recording).exists():
         if _missing_experiments(plan, out, spec, seed):  # e.g. added to the study since
             sim = Simulator.trained(plan.model, spec.make_rule(), checkpoint_path(recording),
