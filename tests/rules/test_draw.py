@@ -57,6 +57,8 @@ CASES = [dict(cell=c, likelihood=lk, attention=a, prior=pr)
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_backpropagation_through_time_matches_finite_differences(backend_name, case):
+    if backend_name != "numpy" and case["likelihood"] == "gaussian":
+        pytest.skip("other backends check every cell, prior and attention setting with the Bernoulli likelihood; NumPy checks both likelihoods")
     steps = 3
     beta = [0.5, 1.0, 2.0] if case["prior"] == "learned" else 0.7  # per-step and shared weights
     rule = RecurrentELBO(steps=steps, beta=beta, likelihood=case["likelihood"], prior=case["prior"], seed=2)
