@@ -31,11 +31,10 @@ filesystem), as with ``--scheduler``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any
 
 from ..errors import ClusterError, ConfigurationError
 from ..files import read_toml
@@ -44,8 +43,6 @@ from ..validation import check_choice, check_int, check_keys, check_number, inva
 __all__ = ["BatchCluster", "SYSTEMS", "batch_client", "load_cluster", "read_cluster"]
 
 SYSTEMS = ("slurm", "pbs")
-_KEYS = ("system", "jobs", "cores", "memory", "walltime", "queue", "account", "interface", "python",
-         "prologue", "directives", "log_directory", "wait")
 
 
 @dataclass(frozen=True)
@@ -65,13 +62,6 @@ class BatchCluster:
     directives: tuple[str, ...] = ()
     log_directory: str | None = None
     wait: float = 600.0
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"system": self.system, "jobs": self.jobs, "memory": self.memory, "cores": self.cores,
-                "walltime": self.walltime, "queue": self.queue, "account": self.account,
-                "interface": self.interface, "python": self.python, "prologue": list(self.prologue),
-                "directives": list(self.directives), "log_directory": self.log_directory, "wait": self.wait}
 
     def dask_jobqueue_settings(self) -> dict[str, Any]:
         """Keyword arguments of dask-jobqueue's ``SLURMCluster`` / ``PBSCluster``."""
@@ -88,6 +78,9 @@ class BatchCluster:
             settings["interface"] = self.interface
             settings["scheduler_options"] = {"interface": self.interface}
         return settings
+
+
+_KEYS = tuple(f.name for f in fields(BatchCluster))  # the keys a [cluster] table may hold
 
 
 def _text(value: Any, where: str) -> str:
