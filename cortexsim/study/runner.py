@@ -78,14 +78,7 @@ def run_one(
     index entry (status, history, error)."""
     recording = out / spec.label / f"seed{seed}.h5"
     schedule = plan.schedule
-    if resume and recording.exists() and not partial_path(recording).exists():
-        try:  # a complete run's recording may have been damaged since (a copy cut short)
-            check_recording(recording)
-        except FormatError as exc:
-            aside = set_aside(recording)
-            warnings.warn(f"{exc}; kept aside as {aside.name}; the run starts again from the beginning",
-                          RecoveryWarning, stacklevel=2)
-    if resume and recording.exists() and not partial_path(recording).exists():
+    if resume and recording.exists() and not partial_path(recording).exists() and _intact(recording):
         if _missing_experiments(plan, out, spec, seed):  # e.g. added to the study since
             sim = Simulator.trained(plan.model, spec.make_rule(), checkpoint_path(recording),
                                     backend=backend, dtype=schedule["dtype"], seed=seed, rule_state=False)
@@ -117,6 +110,19 @@ def run_one(
     finally:
         entry["history"] = sim.history
     return entry
+
+
+def _intact(recording: Path) -> bool:
+    """Whether a finished run's recording still reads; one damaged since it was
+    written (a copy cut short) is kept aside, said, and the run done again."""
+    try:
+        check_recording(recording)
+    except FormatError as exc:
+        aside = set_aside(recording)
+        warnings.warn(f"{exc}; kept aside as {aside.name}; the run starts again from the beginning",
+                      RecoveryWarning, stacklevel=3)
+        return False
+    return True
 
 
 def _experiment_path(out: Path, spec: RunSpec, seed: int, kind: str) -> Path:
@@ -180,9 +186,9 @@ def _run_in_parallel(
     data_dir = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
     jobs, places = [], []
     for plan, out, backend, index in studies:
+        specs = {spec.label: spec for spec in plan.rules}
         for i, run in enumerate(index["runs"]):
-            spec = next(s for s in plan.rules if s.label == run["label"])
-            jobs.append((plan, out.resolve(), spec, run["seed"], backend))
+            jobs.append((plan, out.resolve(), specs[run["label"]], run["seed"], backend))
             places.append((out, index, i))
     count = 0
 
@@ -202,11 +208,10 @@ def _run_in_parallel(
         run_on_cluster(client, _run_attempt, jobs, data_dir, done)
 
 
-def _clear_run(plan: StudyPlan, out: Path, label: str, seed: int) -> None:
-    """Delete what an earlier run of (label, seed) left in ``out`` (``--overwrite``
+def _clear_run(plan: StudyPlan, out: Path, spec: RunSpec, seed: int) -> None:
+    """Delete what an earlier run of (spec, seed) left in ``out`` (``--overwrite``
     on Dask), so a retried attempt resumes from its own checkpoint only."""
-    spec = next(s for s in plan.rules if s.label == label)
-    recording = out / label / f"seed{seed}.h5"
+    recording = out / spec.label / f"seed{seed}.h5"
     checkpoint = checkpoint_path(recording)
     for path in (recording, partial_path(recording), checkpoint, previous_checkpoint(checkpoint),
                  *(_experiment_path(out, spec, seed, kind) for kind, _ in plan.experiments)):
@@ -314,8 +319,9 @@ def _run_studies(
         # --overwrite deletes the old runs now rather than as each new one completes.
         if overwrite and not resume:
             for plan, out, _, index in prepared:
+                specs = {spec.label: spec for spec in plan.rules}
                 for run in index["runs"]:
-                    _clear_run(plan, out, run["label"], run["seed"])
+                    _clear_run(plan, out, specs[run["label"]], run["seed"])
         _run_in_parallel(prepared, workers, scheduler, cluster, data_dir, finished)
         return [index for *_, index in prepared]
     for (plan, out, backend, index), (*_, progress) in zip(prepared, studies):
