@@ -200,8 +200,13 @@ def ledger_markdown(rows: Sequence[ClaimRow], root: Path = Path("."),
         "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |",
     ]
     notes = []
+    shown: set[Path] = set()
     for row in rows:
-        if _study_path(row, root) in kept:
+        study = _study_path(row, root)
+        if study in kept:  # its previous rows, in the place of its first claim
+            if study not in shown:
+                lines += kept[study]
+                shown.add(study)
             continue
         claim = row.claim
         within = claim.get("within")
@@ -212,12 +217,10 @@ def ledger_markdown(rows: Sequence[ClaimRow], root: Path = Path("."),
         lines.append(
             f"| {_cell(claim['name'])} | {_cell(claim['source'])} | {_number(claim.get('published'))} "
             f"| {_cell(row.protocol)} | {ours} | {len(row.values)} | {_number(row.gap)} | {verdict} "
-            f"| {_command(_study_path(row, root))} |"
+            f"| {_command(study)} |"
         )
         if row.missing:
             notes.append(f"- {_cell(claim['name'])}: {row.missing}")
-    for previous in kept.values():
-        lines += previous
     if notes:
         lines += ["", "Missing values:", ""] + notes
     if kept:
